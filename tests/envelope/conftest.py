@@ -56,3 +56,103 @@ class StubKms:
 
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
+
+
+# -- the wire harness: a stand-in for the guard's own provide-client-params handler ----------
+
+import functools  # noqa: E402
+from collections.abc import Callable, Iterator  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+
+from sse_guard.envelope import KmsKeyring  # noqa: E402
+from sse_guard.envelope.handlers import HANDLERS, EnvelopeState  # noqa: E402
+from sse_guard.settings import ClientSide  # noqa: E402
+
+GUARDED_OPERATIONS = {
+    "PutObject",
+    "CreateMultipartUpload",
+    "UploadPart",
+    "CompleteMultipartUpload",
+    "AbortMultipartUpload",
+    "GetObject",
+    "HeadObject",
+    "CopyObject",
+    "UploadPartCopy",
+}
+
+
+@dataclass
+class Harness:
+    """Clients on one backend with the envelope handlers wired as the guard wires them."""
+
+    backend: Any
+    s3: Any
+    kms: Any
+    bucket: str
+    key_id: str
+    state: EnvelopeState
+    rules: dict[tuple[str, str], ClientSide] = field(default_factory=dict)
+
+    def rule(self, prefix: str = "", **kwargs: Any) -> ClientSide:
+        kwargs.setdefault("keyring", KmsKeyring(self.key_id, client=self.kms))
+        setting = ClientSide(**kwargs)
+        self.rules[(self.bucket, prefix)] = setting
+        return setting
+
+    def resolve(self, bucket: str, key: str) -> ClientSide | None:
+        best = None
+        for (b, prefix), setting in self.rules.items():
+            if b == bucket and key.startswith(prefix) and (best is None or len(prefix) > len(best[0])):
+                best = (prefix, setting)
+        return None if best is None else best[1]
+
+    def guard(self, client: Any) -> Any:
+        def provide(params: dict[str, Any], context: dict[str, Any], model: Any, **kw: Any) -> None:
+            if model.name not in GUARDED_OPERATIONS:
+                return
+            setting = self.resolve(params.get("Bucket", ""), params.get("Key", ""))
+            if setting is not None:
+                context["sse_guard_encryption"] = setting
+                context["sse_guard_client"] = client
+
+        client.meta.events.register_first(
+            "provide-client-params.s3", provide, unique_id="test-harness-provide"
+        )
+        for event, fn in HANDLERS:
+            client.meta.events.register(
+                event,
+                functools.partial(fn, self.state),
+                unique_id=f"test.{fn.__name__}.{event}",
+            )
+        return client
+
+    def plain_client(self) -> Any:
+        return self.backend.client("s3")
+
+    def new_guarded_client(self) -> Any:
+        return self.guard(self.backend.client("s3"))
+
+
+@pytest.fixture
+def harness(backend: Any) -> Iterator[Harness]:
+    s3 = backend.client("s3")
+    kms = backend.client("kms")
+    key_id = kms.create_key()["KeyMetadata"]["KeyId"]
+    bucket = backend.bucket("env")
+    s3.create_bucket(Bucket=bucket)
+    h = Harness(backend, s3, kms, bucket, key_id, EnvelopeState(order_timeout=20.0))
+    h.guard(s3)
+    yield h
+
+
+def raw_object(h: Harness, key: str) -> tuple[bytes, dict[str, str]]:
+    """What is really stored: body and user metadata, read with an unguarded client."""
+    response = h.plain_client().get_object(Bucket=h.bucket, Key=key)
+    return response["Body"].read(), response["Metadata"]
+
+
+def put_raw(h: Harness, key: str, body: bytes, metadata: dict[str, str]) -> None:
+    h.plain_client().put_object(Bucket=h.bucket, Key=key, Body=body, Metadata=metadata)
+
+
+Tamper = Callable[[bytes, dict[str, str]], tuple[bytes, dict[str, str]]]

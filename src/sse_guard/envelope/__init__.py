@@ -7,7 +7,14 @@ events for the guard, and ``rotation`` re-wraps data keys of stored objects.
 
 from __future__ import annotations
 
-from .keyrings import DataKey, Keyring, KmsKeyring, RawAesKeyring, RawRsaKeyring, keyring_from_config
+from .keyrings import (
+    DataKey,
+    Keyring,
+    KmsKeyring,
+    RawAesKeyring,
+    RawRsaKeyring,
+    keyring_from_config,
+)
 
 __all__ = [
     "DataKey",

@@ -36,5 +36,5 @@ def translate_decryption_errors() -> Iterator[None]:
         yield
     except (DecryptionError, ConfigurationError):
         raise
-    except Exception as exc:  # noqa: BLE001 - every cause must look the same to a caller
+    except Exception as exc:
         decryption_failure(exc)

@@ -35,13 +35,13 @@ __all__ = [
     "V3_AAD",
     "V3_IV",
     "ContentKey",
+    "CtrRangeReader",
     "EncryptingStream",
     "PlaintextSource",
     "UnauthenticatedReader",
     "ctr_at",
     "decrypt_cbc_to_spool",
     "decrypt_gcm_to_spool",
-    "decrypt_range",
     "derive_v3",
     "verify_commitment",
 ]
@@ -483,28 +483,61 @@ class UnauthenticatedReader(io.RawIOBase):
         return len(data)
 
 
-def decrypt_range(
-    read: Callable[[int], bytes],
-    content: ContentKey,
-    *,
-    wire_start: int,
-    wire_length: int,
-    skip: int,
-    keep: int,
-) -> bytes:
-    """Decrypt a block-aligned byte range of a GCM body with AES-CTR (unauthenticated).
+class CtrRangeReader(io.RawIOBase):
+    """Decrypts a block-aligned byte range of a GCM body with AES-CTR (unauthenticated).
 
-    ``wire_start`` is a multiple of 16; ``skip`` leading and everything past ``keep``
-    plaintext bytes are dropped (the widening, and the tag if the range reached it).
+    Only for ``unsafe_allow_ranged_get``. ``wire_start`` is a multiple of 16; the first
+    ``skip`` plaintext bytes (the widening) and everything past ``keep`` bytes (more
+    widening, or the tag) are dropped.
     """
-    if wire_start % BLOCK:
-        raise ValueError("a wire range must start on a block boundary")
-    with translate_decryption_errors():
-        ctx = ctr_at(content, wire_start)
-        out = bytearray()
-        _read_exact(read, wire_length, lambda chunk: out.extend(ctx.update(chunk)))
-        _ensure_drained(read)
-    return bytes(out[skip : skip + keep])
+
+    def __init__(
+        self,
+        read: Callable[[int], bytes],
+        content: ContentKey,
+        *,
+        wire_start: int,
+        wire_length: int,
+        skip: int,
+        keep: int,
+    ) -> None:
+        super().__init__()
+        if wire_start % BLOCK:
+            raise ValueError("a wire range must start on a block boundary")
+        self._read = read
+        self._ctx = ctr_at(content, wire_start)
+        self._wire_left = wire_length
+        self._skip = skip
+        self._keep = keep
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        want = self._keep if size is None or size < 0 else min(size, self._keep)
+        pieces = []
+        with translate_decryption_errors():
+            while want > 0:
+                if self._wire_left <= 0:
+                    decryption_failure()
+                chunk = self._read(min(self._wire_left, max(want + self._skip, CHUNK_SIZE)))
+                if not chunk:
+                    decryption_failure()
+                self._wire_left -= len(chunk)
+                plain = self._ctx.update(chunk)
+                if self._skip:
+                    dropped = min(self._skip, len(plain))
+                    plain, self._skip = plain[dropped:], self._skip - dropped
+                plain = plain[: self._keep]
+                self._keep -= len(plain)
+                want -= len(plain)
+                pieces.append(plain)
+        return b"".join(pieces)
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
 
 
 def new_message_id(random: Callable[[int], bytes] = os.urandom) -> bytes:

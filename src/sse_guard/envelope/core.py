@@ -94,7 +94,8 @@ def seal(settings: ClientSide, *, random: Callable[[int], bytes] = os.urandom) -
 
 def _content_key(header: EnvelopeHeader, data_key: bytes) -> ContentKey:
     if header.version == "v3":
-        assert header.message_id is not None and header.commitment is not None
+        assert header.message_id is not None
+        assert header.commitment is not None
         dek, commitment = derive_v3(data_key, header.message_id)
         verify_commitment(commitment, header.commitment)
         return ContentKey(dek, V3_IV, V3_AAD)

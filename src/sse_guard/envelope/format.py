@@ -284,7 +284,8 @@ def encode_header(
     if header.is_legacy or not header.is_gcm:
         raise ValueError("sse_guard writes only V3 and V2 GCM objects")
     if header.version == "v3":
-        assert header.message_id is not None and header.commitment is not None
+        assert header.message_id is not None
+        assert header.commitment is not None
         wrap_code = _V3_WRAP_NAMES[header.wrap_algorithm or ""]
         on_object = {
             "x-amz-c": V3_SUITE,
