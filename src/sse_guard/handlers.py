@@ -42,8 +42,14 @@ _POST_FIELDS = {
 }
 
 
+_SSE_PARAM_NAMES = ("ServerSideEncryption", "SSECustomerKey", "SSECustomerKeyMD5", "SSEKMSKeyId")
+_NOTHING_GIVEN = Given()
+
+
 def given_from_params(params: Mapping[str, Any], *, prefix: str = "") -> Given:
     """What encryption the caller asked for, read from API parameters (or POST fields)."""
+    if not prefix and not any(name in params for name in _SSE_PARAM_NAMES):
+        return _NOTHING_GIVEN  # the common case, on every guarded write
     sse_c_md5 = params.get(f"{prefix}SSECustomerKeyMD5")
     sse_c_key = params.get(f"{prefix}SSECustomerKey")
     if sse_c_key is not None and sse_c_md5 is None:

@@ -11,12 +11,14 @@ import base64
 import binascii
 import dataclasses
 import fnmatch
+import functools
 import os
 import re
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Literal
 
 from .errors import ConfigurationError
@@ -313,13 +315,19 @@ def decide(
             required, impossible=f"the policy asks for SSE-C but bucket {bucket} blocks SSE-C writes"
         )
     if given.empty:
-        return Decision(required, add=to_request_params(required))
+        return _whole_rule(required)
     shortfall = satisfies(required, given, same_key=same_key)
     if blocked and given.sse_c_key_md5 is not None:
         shortfall = f"bucket {bucket} blocks SSE-C writes"
     if shortfall is not None:
         return Decision(required, shortfall=shortfall)
     return Decision(required, add=_completion(required, given))
+
+
+@functools.lru_cache(maxsize=256)
+def _whole_rule(required: ServerSide) -> Decision:
+    # Settings are frozen and few: the same Decision serves every write they apply to.
+    return Decision(required, add=MappingProxyType(to_request_params(required)))
 
 
 def _completion(required: Encryption, given: Given) -> dict[str, Any]:
@@ -520,14 +528,14 @@ def _load_sse_c_key(raw: Mapping[str, Any], where: str, base_dir: Path) -> bytes
 
 
 def _parse_client_side(raw: Mapping[str, Any], where: str, base_dir: Path, context: Any) -> ClientSide:
-    from .envelope.keyrings import keyring_from_config
-
     fmt = raw.get("format", "v3")
     if fmt not in ("v3", "v2"):
         raise ConfigurationError(f"{where}.format: {fmt!r} is not v3 or v2")
     if "keyring" not in raw:
         raise ConfigurationError(f"{where}.keyring: client-side encryption needs a keyring")
     keyring_raw = _table(raw["keyring"], f"{where}.keyring")
+    from .envelope.keyrings import keyring_from_config
+
     try:
         keyring = keyring_from_config(keyring_raw, base_dir=base_dir)
     except ConfigurationError as e:
