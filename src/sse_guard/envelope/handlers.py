@@ -110,8 +110,8 @@ class _VerifiedCopy:
 class EnvelopeState:
     """Per-guard mutable state of the envelope handlers.
 
-    ``order_timeout``: how long a multipart part waits for the previous one to be
-    encrypted. ``verified_ttl``: how long one authenticated decryption may serve the
+    ``order_timeout``: how long a multipart part waits, without progress, for the
+    previous one to be encrypted. ``verified_ttl``: how long one authenticated decryption may serve the
     ranged GETs of a managed download. ``client``: the S3 client used for the handlers'
     own calls when the context does not name one.
     """
@@ -120,7 +120,7 @@ class EnvelopeState:
         self,
         *,
         client: Any = None,
-        order_timeout: float = 300.0,
+        order_timeout: float = 60.0,
         verified_ttl: float = 120.0,
         clock: Any = time.monotonic,
     ) -> None:

@@ -37,7 +37,7 @@ S3_MIN_PART = 5 * 1024 * 1024
 class MultipartEncryption:
     """The GCM state of one multipart upload, shared by the threads uploading its parts."""
 
-    def __init__(self, content: ContentKey, *, order_timeout: float = 300.0) -> None:
+    def __init__(self, content: ContentKey, *, order_timeout: float = 60.0) -> None:
         self._content = content
         self._encryptor = content.gcm_encryptor()
         self._cond = threading.Condition()
@@ -71,16 +71,17 @@ class MultipartEncryption:
                 self._failure = self._failure or f"part {part_number} was sent twice"
                 self._cond.notify_all()
                 self._raise_if_failed()
-            ready = self._cond.wait_for(
-                lambda: self._next_part == part_number or self._failure is not None,
-                timeout=self._order_timeout,
-            )
-            if not ready:
-                self._failure = (
-                    f"part {part_number} arrived but part {self._next_part} never did "
-                    "(client-side encryption needs the parts in order)"
-                )
-                self._cond.notify_all()
+            # The wait is for progress, not for a total: part N-1 is running already
+            # (s3transfer hands parts to its workers in order), so only an upload that
+            # stopped moving, or a caller skipping a part, waits this long.
+            while self._next_part != part_number and self._failure is None:
+                seen = self._next_part
+                if not self._cond.wait(self._order_timeout) and self._next_part == seen:
+                    self._failure = (
+                        f"part {part_number} arrived but part {self._next_part} never did "
+                        "(client-side encryption needs the parts in order)"
+                    )
+                    self._cond.notify_all()
             self._raise_if_failed()
             if self._tag is not None:
                 self._failure = f"part {part_number} came after the final part"
