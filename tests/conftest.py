@@ -85,7 +85,7 @@ def moto_server_url() -> Iterator[str]:
 
 def _reset_moto(url: str) -> None:
     req = urllib.request.Request(f"{url}/moto-api/reset", method="POST", data=b"")
-    with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 - loopback only
+    with urllib.request.urlopen(req, timeout=10) as resp:
         resp.read()
 
 

@@ -115,7 +115,7 @@ class ClientBinding:
         return client
 
     def _cache_key(self, bucket: str) -> Hashable:
-        client = self.client()
+        client: Any = self.client()
         credentials = client._get_credentials()
         access_key = credentials.access_key if credentials is not None else None
         return (client.meta.endpoint_url, client.meta.region_name, access_key, bucket)
@@ -230,7 +230,8 @@ class Guard:
             raise ConfigurationError("no KMS client: register the guard on a session or client first")
         return self._kms_factory()
 
-    def _add_mixin(self, base_classes: list[type], **kwargs: Any) -> None:
+    def _add_mixin(self, **kwargs: Any) -> None:
+        base_classes: list[type] = kwargs["base_classes"]
         guard = self
 
         class GuardedClient(BaseClient):
@@ -319,11 +320,11 @@ def _force_classic(config: TransferConfig | None) -> TransferConfig:
     if preferred == "classic":
         return config
     forced = copy.copy(config)
-    forced.preferred_transfer_client = "classic"
+    forced.__dict__["preferred_transfer_client"] = "classic"
     return forced
 
 
-def _kms_client_like(client: BaseClient) -> Any:
+def _kms_client_like(client: Any) -> Any:
     """A KMS client with the S3 client's credentials and region (for alias resolution)."""
     credentials = client._get_credentials()
     kwargs: dict[str, Any] = {"region_name": client.meta.region_name}

@@ -144,7 +144,7 @@ def guard_object_write(binding: ClientBinding, params: dict[str, Any], context: 
     rule = guard.policy.rule_for(bucket, key)
     given = given_from_params(params)
     bucket_default: BucketDefault | None = None
-    if isinstance(rule, FollowBucket) or isinstance(rule, SSEC) or given.sse_c_key_md5 is not None:
+    if isinstance(rule, (FollowBucket, SSEC)) or given.sse_c_key_md5 is not None:
         offline = presign and not guard.policy.presign_lookup
         bucket_default, known = _bucket_default_for(binding, bucket, params=params, offline=offline)
         if not known and isinstance(rule, FollowBucket):

@@ -96,7 +96,7 @@ class Policy:
 
     rules: tuple[Rule, ...] = ()
     default: Encryption | FollowBucket = FOLLOW_BUCKET
-    fallback: ServerSide = SSES3()
+    fallback: ServerSide = SSES3()  # noqa: RUF009 - frozen, so sharing it is safe
     mode: Mode = "inject"
     on_lookup_error: LookupErrorAction = "deny"
     cache_ttl_seconds: float = 300.0
@@ -181,7 +181,7 @@ class Policy:
         """A copy with every key id in ``arns`` replaced by its ARN."""
 
         def swap(enc: Any) -> Any:
-            if isinstance(enc, (SSEKMS, DSSEKMS)) and enc.key_id in arns:
+            if isinstance(enc, (SSEKMS, DSSEKMS)) and enc.key_id is not None and enc.key_id in arns:
                 return dataclasses.replace(enc, key_id=arns[enc.key_id])
             return enc
 

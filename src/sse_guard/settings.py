@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DSSEKMS",
+    "FOLLOW_BUCKET",
     "SSEC",
     "SSEKMS",
     "SSES3",
@@ -27,7 +28,6 @@ __all__ = [
     "CommitmentPolicy",
     "Encryption",
     "FollowBucket",
-    "FOLLOW_BUCKET",
     "ServerSide",
 ]
 
@@ -153,8 +153,8 @@ class ClientSide:
         return f"client-side ({self.format})"
 
 
-ServerSide = Union[SSES3, SSEKMS, DSSEKMS, SSEC]
-Encryption = Union[SSES3, SSEKMS, DSSEKMS, SSEC, ClientSide]
+ServerSide = Union[SSES3, SSEKMS, DSSEKMS, SSEC]  # noqa: UP007 - a runtime alias on 3.10
+Encryption = Union[SSES3, SSEKMS, DSSEKMS, SSEC, ClientSide]  # noqa: UP007
 
 
 @dataclass(frozen=True)

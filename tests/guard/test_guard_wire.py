@@ -11,15 +11,14 @@ import threading
 import urllib.parse
 from typing import Any
 
-import boto3
 import pytest
 from boto3.s3.transfer import TransferConfig
 from botocore.awsrequest import AWSResponse
 from botocore.config import Config
 from botocore.exceptions import ClientError, EndpointConnectionError
-from conftest import Backend, Wire, sse_headers
 
 import sse_guard
+from conftest import Backend, Wire, sse_headers
 from sse_guard import BucketEncryptionLookupError, ConfigurationError, Policy, PolicyViolation
 
 MiB = 1024 * 1024
@@ -70,7 +69,7 @@ def test_put_object_carries_the_bucket_default_kms_key_and_bucket_key(backend: B
 @pytest.mark.strict_s3
 def test_a_bucket_without_configuration_gets_the_fallback(backend: Backend, wire: Wire) -> None:
     bucket = make_bucket(backend)
-    guard, s3 = guarded(backend, wire, Policy.from_dict({"fallback": {"algorithm": "AES256"}}))
+    _, s3 = guarded(backend, wire, Policy.from_dict({"fallback": {"algorithm": "AES256"}}))
     s3.put_object(Bucket=bucket, Key="k", Body=b"x")
     assert sse_headers(wire.one("PutObject")) == {SSE: "AES256"}
     assert s3.head_object(Bucket=bucket, Key="k")["ServerSideEncryption"] == "AES256"
@@ -226,7 +225,7 @@ def test_copy_object_gets_the_destination_encryption_and_the_source_sse_c_key(ba
     policy = Policy.from_dict(
         {"rules": [{"bucket": src_bucket, "algorithm": "SSE-C", "key_env": "TEST_SSE_C"}]},
     ) if _set_env_key(raw) else Policy()
-    guard, s3 = guarded(backend, wire, policy)
+    _, s3 = guarded(backend, wire, policy)
     s3.put_object(Bucket=src_bucket, Key="s", Body=b"data")
     s3.copy_object(Bucket=dst_bucket, Key="d", CopySource={"Bucket": src_bucket, "Key": "s"})
     sent = wire.one("CopyObject").headers
@@ -251,7 +250,7 @@ def test_a_raw_sse_c_key_from_policy_passes_botocores_sse_c_handler_on_every_req
     monkeypatch.setenv("TEST_SSE_C", base64.b64encode(raw).decode())
     bucket = make_bucket(backend)
     policy = Policy.from_dict({"rules": [{"bucket": bucket, "algorithm": "SSE-C", "key_env": "TEST_SSE_C"}]})
-    guard, s3 = guarded(backend, wire, policy)
+    _, s3 = guarded(backend, wire, policy)
     s3.put_object(Bucket=bucket, Key="k", Body=b"secret")
     assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == b"secret"
     for op in ("PutObject", "GetObject"):
@@ -270,7 +269,7 @@ def test_upload_file_of_20_mib_carries_sse_on_create_and_none_on_parts(backend: 
     key = kms_key(backend)
     bucket = make_bucket(backend)
     policy = Policy.from_dict({"rules": [{"bucket": bucket, "algorithm": "aws:kms", "kms_key_id": key, "bucket_key": True}]})
-    guard, s3 = guarded(backend, wire, policy)
+    _, s3 = guarded(backend, wire, policy)
     path = tmp_path / "big.bin"
     path.write_bytes(os.urandom(20 * MiB))
     s3.upload_file(str(path), bucket, "big.bin", Config=TransferConfig(multipart_threshold=5 * MiB, multipart_chunksize=5 * MiB))
@@ -289,7 +288,7 @@ def test_multipart_sse_c_repeats_the_key_on_every_part(backend: Backend, wire: W
     monkeypatch.setenv("TEST_SSE_C", base64.b64encode(raw).decode())
     bucket = make_bucket(backend)
     policy = Policy.from_dict({"rules": [{"bucket": bucket, "algorithm": "SSE-C", "key_env": "TEST_SSE_C"}]})
-    guard, s3 = guarded(backend, wire, policy)
+    _, s3 = guarded(backend, wire, policy)
     body = os.urandom(11 * MiB)
     s3.upload_fileobj(io.BytesIO(body), bucket, "mp", Config=TransferConfig(multipart_threshold=5 * MiB, multipart_chunksize=5 * MiB))
     for sent in [wire.one("CreateMultipartUpload"), *wire.of("UploadPart"), wire.one("CompleteMultipartUpload")]:
@@ -320,7 +319,7 @@ def test_bucket_key_is_added_to_a_managed_upload_that_cannot_carry_it(backend: B
     key = kms_key(backend)
     bucket = make_bucket(backend)
     policy = Policy.from_dict({"rules": [{"bucket": bucket, "algorithm": "aws:kms", "kms_key_id": key, "bucket_key": True}]})
-    guard, s3 = guarded(backend, wire, policy)
+    _, s3 = guarded(backend, wire, policy)
     path = tmp_path / "f"
     path.write_bytes(b"x")
     with pytest.raises(ValueError, match="BucketKeyEnabled"):
@@ -356,7 +355,7 @@ def test_a_presigned_post_gains_the_sse_field_and_its_condition(backend: Backend
     bucket = make_bucket(backend)
     key = kms_key(backend)
     policy = Policy.from_dict({"rules": [{"bucket": bucket, "prefix": "in/", "algorithm": "aws:kms", "kms_key_id": key}]})
-    guard, s3 = guarded(backend, wire, policy)
+    _, s3 = guarded(backend, wire, policy)
     post = s3.generate_presigned_post(bucket, "in/${filename}")
     assert post["fields"][SSE] == "aws:kms"
     assert post["fields"][f"{SSE}-aws-kms-key-id"] == key
@@ -370,7 +369,7 @@ def test_presigning_client_side_or_sse_c_is_refused(backend: Backend, wire: Wire
     monkeypatch.setenv("TEST_SSE_C", base64.b64encode(os.urandom(32)).decode())
     bucket = make_bucket(backend)
     policy = Policy.from_dict({"rules": [{"bucket": bucket, "algorithm": "SSE-C", "key_env": "TEST_SSE_C"}]})
-    guard, s3 = guarded(backend, wire, policy)
+    _, s3 = guarded(backend, wire, policy)
     with pytest.raises(PolicyViolation, match="presigned"):
         s3.generate_presigned_url("put_object", Params={"Bucket": bucket, "Key": "up"})
     with pytest.raises(PolicyViolation, match="presigned POST"):
@@ -382,7 +381,7 @@ def test_sse_c_is_not_injected_where_the_bucket_blocks_it(backend: Backend, wire
     monkeypatch.setenv("TEST_SSE_C", base64.b64encode(os.urandom(32)).decode())
     bucket = make_bucket(backend)
     policy = Policy.from_dict({"rules": [{"bucket": bucket, "prefix": "c/", "algorithm": "SSE-C", "key_env": "TEST_SSE_C"}]})
-    guard, s3 = guarded(backend, wire, policy, mode="enforce")
+    _, s3 = guarded(backend, wire, policy, mode="enforce")
     s3.meta.events.register("before-call.s3.GetBucketEncryption", _blocks_sse_c)
     with pytest.raises(PolicyViolation, match="blocks SSE-C"):
         s3.put_object(Bucket=bucket, Key="c/k", Body=b"x")
@@ -428,14 +427,14 @@ def _refuse_sending(request: Any, **kwargs: Any) -> None:
 
 def test_directory_buckets_refuse_dsse_with_a_reason(backend: Backend, wire: Wire) -> None:
     policy = Policy.from_dict({"rules": [{"bucket": "*--x-s3", "algorithm": "aws:kms:dsse"}]})
-    guard, s3 = guarded(backend, wire, policy)
+    _, s3 = guarded(backend, wire, policy)
     with pytest.raises(PolicyViolation, match="directory buckets"):
         s3.put_object(Bucket="fast--use1-az4--x-s3", Key="k", Body=b"x")
 
 
 def test_crt_transfer_client_is_refused_and_auto_is_forced_classic(backend: Backend, wire: Wire, tmp_path: Any) -> None:
     bucket = make_bucket(backend, {"SSEAlgorithm": "AES256"})
-    guard, s3 = guarded(backend, wire)
+    _, s3 = guarded(backend, wire)
     path = tmp_path / "f"
     path.write_bytes(b"x")
     with pytest.raises(ConfigurationError, match="CRT"):

@@ -28,13 +28,13 @@ algorithm = "AES256"
 bucket = "prod-*"
 prefix = "pii/"
 algorithm = "aws:kms"
-kms_key_id = "%s"
+kms_key_id = "KEY_A"
 bucket_key = true
 
 [[rules]]
 bucket = "prod-*"
 algorithm = "aws:kms:dsse"
-""" % KEY_A
+""".replace("KEY_A", KEY_A)
 
 
 def test_policy_file_in_the_documented_format_loads(tmp_path: Path) -> None:

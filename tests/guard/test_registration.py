@@ -7,9 +7,9 @@ from typing import Any
 import boto3
 import botocore.session
 import pytest
-from conftest import Backend, Wire, sse_headers
 
 import sse_guard
+from conftest import Backend, Wire, sse_headers
 from sse_guard import ConfigurationError, Policy
 
 SSE = "x-amz-server-side-encryption"
