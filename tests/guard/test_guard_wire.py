@@ -456,3 +456,79 @@ def test_crt_transfer_client_is_refused_and_auto_is_forced_classic(backend: Back
         transfer.create_transfer_manager = real
     assert seen == ["classic", "classic"]
     assert [p.headers[SSE] for p in wire.of("PutObject")] == ["AES256", "AES256"]
+
+
+@pytest.mark.strict_s3
+def test_a_multipart_copy_from_an_sse_c_source_carries_both_keys_on_every_part(backend: Backend, wire: Wire, monkeypatch: pytest.MonkeyPatch) -> None:
+    raw = os.urandom(32)
+    monkeypatch.setenv("TEST_SSE_C", base64.b64encode(raw).decode())
+    src = make_bucket(backend)
+    dst = make_bucket(backend)
+    policy = Policy.from_dict({"rules": [{"bucket": src, "algorithm": "SSE-C", "key_env": "TEST_SSE_C"}, {"bucket": dst, "algorithm": "aws:kms:dsse"}]})
+    _, s3 = guarded(backend, wire, policy)
+    body = os.urandom(11 * MiB)
+    s3.upload_fileobj(io.BytesIO(body), src, "big", Config=TransferConfig(multipart_threshold=5 * MiB, multipart_chunksize=5 * MiB))
+    wire.clear()
+    s3.copy({"Bucket": src, "Key": "big"}, dst, "copy", Config=TransferConfig(multipart_threshold=5 * MiB, multipart_chunksize=5 * MiB))
+    assert wire.one("CreateMultipartUpload").headers[SSE] == "aws:kms:dsse"
+    part_copies = wire.of("UploadPartCopy")
+    assert len(part_copies) == 3
+    for sent in part_copies:
+        assert sent.headers["x-amz-copy-source-server-side-encryption-customer-key-md5"] == _md5(raw)
+        assert f"{SSE}-customer-key" not in sent.headers  # the destination is not SSE-C
+    assert wire.one("HeadObject").headers[f"{SSE}-customer-key-md5"] == _md5(raw)
+    got = s3.get_object(Bucket=dst, Key="copy")
+    assert got["Body"].read() == body
+
+
+def test_enforce_refuses_a_weak_managed_upload_before_any_part_is_sent(backend: Backend, wire: Wire, tmp_path: Any) -> None:
+    key = kms_key(backend)
+    bucket = make_bucket(backend, {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": key})
+    _, s3 = guarded(backend, wire, mode="enforce")
+    path = tmp_path / "big"
+    path.write_bytes(os.urandom(6 * MiB))
+    with pytest.raises(PolicyViolation):
+        s3.upload_file(str(path), bucket, "big", ExtraArgs={"ServerSideEncryption": "AES256"}, Config=TransferConfig(multipart_threshold=5 * MiB))
+    assert [s.operation for s in wire.sent] == ["GetBucketEncryption"]
+    assert backend.client("s3").list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+def test_a_throttled_lookup_is_retried_by_botocore_and_counted_once(backend: Backend, wire: Wire) -> None:
+    bucket = make_bucket(backend, {"SSEAlgorithm": "AES256"})
+    session = backend.session()
+    s3 = wire.attach(session.client("s3", config=Config(retries={"max_attempts": 4, "mode": "standard"})))
+    throttled = {"left": 2}
+
+    def slow_down(request: Any, **kwargs: Any) -> AWSResponse | None:
+        if throttled["left"]:
+            throttled["left"] -= 1
+            return AWSResponse(request.url, 503, {}, _Body(b"<Error><Code>SlowDown</Code><Message>Reduce your request rate</Message></Error>"))
+        return None
+
+    s3.meta.events.register_first("before-send.s3.GetBucketEncryption", slow_down)
+    guard = sse_guard.register(s3, policy=Policy())
+    s3.put_object(Bucket=bucket, Key="k", Body=b"x")
+    assert len(wire.of("GetBucketEncryption")) == 3
+    assert sse_headers(wire.one("PutObject")) == {SSE: "AES256"}
+    assert guard.stats.lookups == 1 and guard.stats.lookup_failures == 0
+
+
+class _Body:
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def stream(self, **kwargs: Any) -> Any:
+        yield self.data
+
+
+def test_explicit_sse_c_with_another_key_is_refused_in_enforce_mode_on_every_operation(backend: Backend, wire: Wire, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TEST_SSE_C", base64.b64encode(os.urandom(32)).decode())
+    bucket = make_bucket(backend)
+    policy = Policy.from_dict({"rules": [{"bucket": bucket, "algorithm": "SSE-C", "key_env": "TEST_SSE_C"}]})
+    _, s3 = guarded(backend, wire, policy, mode="enforce")
+    other = os.urandom(32)
+    with pytest.raises(PolicyViolation, match="another key"):
+        s3.put_object(Bucket=bucket, Key="k", Body=b"x", SSECustomerAlgorithm="AES256", SSECustomerKey=other)
+    with pytest.raises(PolicyViolation, match="another key"):
+        s3.upload_part(Bucket=bucket, Key="k", UploadId="u", PartNumber=1, Body=b"x", SSECustomerAlgorithm="AES256", SSECustomerKey=other)
+    assert [s.operation for s in wire.sent] == ["GetBucketEncryption"]  # for its SSE-C block
