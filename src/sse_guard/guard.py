@@ -14,6 +14,7 @@ import functools
 import inspect
 import logging
 import threading
+import urllib.parse
 import weakref
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, replace
@@ -252,7 +253,8 @@ class Guard:
             method = getattr(client, name, None)
             if method is not None:
                 client.__dict__[name] = _classic_transfer(method)
-        _owners[binding.events] = self
+        with _owners_lock:
+            _owners[binding.events] = self
         self._bindings.append(binding)
 
     # -- what the handlers use ------------------------------------------------------------
@@ -325,9 +327,14 @@ def _force_classic(config: TransferConfig | None) -> TransferConfig:
 
 
 def _kms_client_like(client: Any) -> Any:
-    """A KMS client with the S3 client's credentials and region (for alias resolution)."""
+    """A KMS client with the S3 client's credentials, region and, for a custom endpoint
+    (LocalStack, moto server: one port for every service), its endpoint.
+    Pass ``kms_client=`` to ``register`` when KMS lives elsewhere."""
     credentials = client._get_credentials()
     kwargs: dict[str, Any] = {"region_name": client.meta.region_name}
+    host = urllib.parse.urlsplit(client.meta.endpoint_url).hostname or ""
+    if not host.endswith((".amazonaws.com", ".amazonaws.com.cn", ".api.aws")):
+        kwargs["endpoint_url"] = client.meta.endpoint_url
     if credentials is not None:
         frozen = credentials.get_frozen_credentials()
         kwargs.update(

@@ -120,3 +120,28 @@ def test_public_api_is_exactly_all() -> None:
         if name.isidentifier() and not name.startswith("_") and (not isinstance(value, types.ModuleType) or name == "errors")
     }
     assert public == set(sse_guard.__all__) - {"__version__"}
+
+
+def test_a_client_with_its_own_endpoint_resolves_aliases_there(moto_server_url: str) -> None:
+    """A client made with endpoint_url (no AWS_ENDPOINT_URL): DescribeKey goes to it too."""
+    import urllib.request
+
+    urllib.request.urlopen(urllib.request.Request(f"{moto_server_url}/moto-api/reset", method="POST", data=b""), timeout=10).read()
+    kms = boto3.client("kms", endpoint_url=moto_server_url, region_name="us-east-1")
+    arn = kms.create_key()["KeyMetadata"]["Arn"]
+    kms.create_alias(AliasName="alias/own", TargetKeyId=arn)
+    s3 = boto3.client("s3", endpoint_url=moto_server_url, region_name="us-east-1")
+    sent: list[str] = []
+    policy = Policy.from_dict({"rules": [{"bucket": "*", "algorithm": "aws:kms", "kms_key_id": "alias/own"}]})
+    guard = sse_guard.Guard(policy)
+    real = guard._make_kms_client
+
+    def recording() -> Any:
+        client = real()
+        client.meta.events.register("before-send.kms", lambda request, **kw: sent.append(request.url))
+        return client
+
+    guard._keys._factory = recording
+    guard.register(s3)
+    assert guard.policy.rules[0].encryption.key_id == arn  # type: ignore[union-attr]
+    assert sent and all(url.startswith(moto_server_url) for url in sent)
