@@ -8,6 +8,7 @@ Operations, and ``audit_buckets`` checks bucket-level settings.
 
 from ._classify import Classifier, Observed, client_side_format, judge, observe_head
 from ._concurrency import AdaptiveLimit
+from ._fix import Fixer, FixResult
 from ._records import CLASSES, RECORD_KEYS, ScanRecord
 from ._scanner import (
     Scanner,
@@ -24,6 +25,8 @@ __all__ = [
     "RECORD_KEYS",
     "AdaptiveLimit",
     "Classifier",
+    "FixResult",
+    "Fixer",
     "Observed",
     "ScanRecord",
     "ScanStats",
