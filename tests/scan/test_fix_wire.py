@@ -107,7 +107,7 @@ def test_a_write_between_inspection_and_copy_is_never_clobbered(backend: Any, wi
 
     s3.meta.events.register("before-call.s3.CopyObject", overwrite)
     wire.attach(s3)
-    records, results = scan_and_fix(backend, s3, policy, bucket, apply=True)
+    _, results = scan_and_fix(backend, s3, policy, bucket, apply=True)
     assert wire.one("CopyObject").headers["x-amz-copy-source-if-match"] == inspected
     (result,) = results
     if backend.strict:
@@ -141,7 +141,7 @@ def test_what_must_never_be_rewritten_is_left_alone_and_reported(backend: Any, k
     faults.when(lambda r: r.method == "HEAD" and "secret.bin" in r.url, 400)
     faults.attach(s3)
     wire.attach(s3)
-    records, results = scan_and_fix(backend, s3, kms_a_policy(backend, kms_keys), bucket, apply=True)
+    _, results = scan_and_fix(backend, s3, kms_a_policy(backend, kms_keys), bucket, apply=True)
     by_key = {r.key: r for r in results}
     assert "ok.txt" not in by_key  # compliant: not a finding, not touched
     assert by_key["dsse.txt"].status == "skipped"  # moto does not report the DSSE key

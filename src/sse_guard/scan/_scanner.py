@@ -468,6 +468,25 @@ class Scanner:
             self._sleep(backoff_delay(attempt))
             attempt += 1
 
+    def recheck(self, record: ScanRecord) -> ScanRecord:
+        """Inspect one object again with HeadObject (e.g. an inventory row)."""
+        p = _Prefix(record.bucket, "", 0, None)
+        item = _Item(
+            record.bucket,
+            record.key,
+            record.version_id,
+            record.size,
+            record.storage_class,
+            record.etag,
+            record.is_latest,
+            p,
+            _Page(remaining=1, marker=None),
+        )
+        try:
+            return self.inspect(item)
+        except Exception as e:  # no key is ever dropped: report it
+            return _failed(item, f"{type(e).__name__}: {e}", "unexpected error while inspecting")
+
     def inspect(self, item: _Item) -> ScanRecord:
         params: dict[str, Any] = {"Bucket": item.bucket, "Key": item.key}
         if item.version_id is not None:
