@@ -61,7 +61,7 @@ def b64(data: bytes) -> str:
 # -- the wire harness: a stand-in for the guard's own provide-client-params handler ----------
 
 import functools  # noqa: E402
-from collections.abc import Callable, Iterator  # noqa: E402
+from collections.abc import Callable  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 
 from sse_guard.envelope import KmsKeyring  # noqa: E402
@@ -134,7 +134,7 @@ class Harness:
 
 
 @pytest.fixture
-def harness(backend: Any) -> Iterator[Harness]:
+def harness(backend: Any) -> Harness:
     s3 = backend.client("s3")
     kms = backend.client("kms")
     key_id = kms.create_key()["KeyMetadata"]["KeyId"]
@@ -142,7 +142,7 @@ def harness(backend: Any) -> Iterator[Harness]:
     s3.create_bucket(Bucket=bucket)
     h = Harness(backend, s3, kms, bucket, key_id, EnvelopeState(order_timeout=20.0))
     h.guard(s3)
-    yield h
+    return h
 
 
 def raw_object(h: Harness, key: str) -> tuple[bytes, dict[str, str]]:

@@ -10,7 +10,6 @@ import pytest
 from boto3.s3.transfer import TransferConfig
 
 from sse_guard.envelope import KmsKeyring, RawAesKeyring
-from sse_guard.envelope.handlers import EnvelopeState
 from sse_guard.errors import DecryptionError
 
 from .conftest import Harness, put_raw, raw_object

@@ -39,7 +39,7 @@ def test_round_trip_in_each_layout(harness: Harness, fmt: str, instruction_file:
     harness.rule(format=fmt, instruction_file=instruction_file, context=(("team", "x"),))
     data = b"hello world" * 1000
     harness.s3.put_object(Bucket=harness.bucket, Key="k", Body=io.BytesIO(data))
-    stored, metadata = raw_object(harness, "k")
+    _, metadata = raw_object(harness, "k")
     if fmt == "v2" and instruction_file:
         assert metadata == {}
     if fmt == "v2" and not instruction_file:

@@ -353,10 +353,13 @@ def _new_spool() -> IO[bytes]:
     return cast("IO[bytes]", tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY_LIMIT))
 
 
+READ_SIZE = 1024 * 1024
+
+
 def _read_exact(read: Callable[[int], bytes], total: int, sink: Callable[[bytes], None]) -> None:
     remaining = total
     while remaining > 0:
-        chunk = read(min(CHUNK_SIZE, remaining))
+        chunk = read(min(READ_SIZE, remaining))
         if not chunk:
             decryption_failure()  # truncated
         remaining -= len(chunk)
@@ -369,7 +372,11 @@ def _ensure_drained(read: Callable[[int], bytes]) -> None:
 
 
 def decrypt_gcm_to_spool(
-    read: Callable[[int], bytes], content: ContentKey, ciphertext_length: int
+    read: Callable[[int], bytes],
+    content: ContentKey,
+    ciphertext_length: int,
+    *,
+    spool_factory: Callable[[], IO[bytes]] = _new_spool,
 ) -> tuple[IO[bytes], int]:
     """Decrypt and authenticate a whole GCM body; return (spool at 0, plaintext length).
 
@@ -379,7 +386,7 @@ def decrypt_gcm_to_spool(
     if ciphertext_length < TAG_BYTES:
         decryption_failure()
     body_length = ciphertext_length - TAG_BYTES
-    spool = _new_spool()
+    spool = spool_factory()
     try:
         with translate_decryption_errors():
             decryptor = content.gcm_decryptor()
@@ -388,8 +395,10 @@ def decrypt_gcm_to_spool(
             held = bytearray()
 
             def sink(chunk: bytes) -> None:
-                n = decryptor.update_into(chunk, out)
-                spool.write(out_view[:n])
+                view = memoryview(chunk)
+                for i in range(0, len(view), CHUNK_SIZE):
+                    n = decryptor.update_into(view[i : i + CHUNK_SIZE], out)
+                    spool.write(out_view[:n])
 
             _read_exact(read, body_length, sink)
             _read_exact(read, TAG_BYTES, held.extend)

@@ -24,9 +24,9 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO, Any, cast
 
-from botocore.awsrequest import AWSResponse
+from botocore.awsrequest import AWSResponse, HTTPHeaders
 from botocore.exceptions import ClientError
 from botocore.response import StreamingBody
 
@@ -630,11 +630,10 @@ def _range_response(
     else:
         start, end = first, size - 1 if last is None else min(last, size - 1)
     if start >= size or end < start:
-        error = {"Error": {"Code": "InvalidRange", "Message": "The requested range is not satisfiable"}}
-        raise ClientError(error, "GetObject")
+        raise _invalid_range()
     length = end - start + 1
     copy.readers += 1
-    body = StreamingBody(_RangeReader(state, key, copy, start, length), length)
+    body = _body(_RangeReader(state, key, copy, start, length), length)
     parsed = dict(copy.response)
     parsed.update(
         Body=body,
@@ -642,7 +641,17 @@ def _range_response(
         ContentRange=f"bytes {start}-{end}/{size}",
         ResponseMetadata={**copy.response.get("ResponseMetadata", {}), "HTTPStatusCode": 206},
     )
-    return AWSResponse("", 206, {}, None), parsed
+    return AWSResponse("", 206, HTTPHeaders(), None), parsed
+
+
+def _invalid_range() -> ClientError:
+    # What S3 answers (416) for a range past the end; s3transfer treats it as empty.
+    error: Any = {"Error": {"Code": "InvalidRange", "Message": "The requested range is not satisfiable"}}
+    return ClientError(error, "GetObject")
+
+
+def _body(reader: Any, length: int) -> StreamingBody:
+    return StreamingBody(cast("IO[bytes]", reader), length)
 
 
 def _read_function(body: Any) -> Any:
@@ -701,7 +710,7 @@ def _decrypt_response(
             return
         if content.algorithm == "gcm" and settings.unsafe_unauthenticated_streaming:
             reader = UnauthenticatedReader(_read_function(raw), content, length)
-            parsed["Body"] = StreamingBody(reader, reader.plaintext_length)
+            parsed["Body"] = _body(reader, reader.plaintext_length)
             parsed["ContentLength"] = reader.plaintext_length
             raw = None  # the reader owns it now
             return
@@ -709,7 +718,7 @@ def _decrypt_response(
         spool, size = decrypt(_read_function(raw), content, length)
     finally:
         if raw is not None and parsed.get("Body") is raw:
-            raw.close()
+            parsed["Body"].close()
     wanted = context.get("sse_guard_verified_range")
     if wanted is None:
         parsed["Body"] = StreamingBody(spool, size)
@@ -741,8 +750,7 @@ def _decrypt_ctr_range(
         decryption_failure()
     end = plain_size - 1 if last is None else min(last, plain_size - 1)
     if first > end:
-        error = {"Error": {"Code": "InvalidRange", "Message": "The requested range is not satisfiable"}}
-        raise ClientError(error, "GetObject")
+        raise _invalid_range()
     keep = end - first + 1
     reader = CtrRangeReader(
         _read_function(parsed["Body"]),
@@ -752,7 +760,7 @@ def _decrypt_ctr_range(
         skip=first - wire_first,
         keep=keep,
     )
-    parsed["Body"] = StreamingBody(reader, keep)
+    parsed["Body"] = _body(reader, keep)
     parsed["ContentLength"] = keep
     parsed["ContentRange"] = f"bytes {first}-{end}/{plain_size}"
 

@@ -287,7 +287,8 @@ class RawRsaKeyring:
     _private: Any = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        private = public = None
+        private: Any = None
+        public: Any = None
         try:
             if self.private_key_pem is not None:
                 private = serialization.load_pem_private_key(self.private_key_pem, password=None)
