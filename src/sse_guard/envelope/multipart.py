@@ -37,7 +37,10 @@ S3_MIN_PART = 5 * 1024 * 1024
 class MultipartEncryption:
     """The GCM state of one multipart upload, shared by the threads uploading its parts."""
 
-    def __init__(self, content: ContentKey, *, order_timeout: float = 60.0) -> None:
+    def __init__(
+        self, content: ContentKey, *, order_timeout: float = 60.0, min_part: int = S3_MIN_PART
+    ) -> None:
+        self._min_part = min_part
         self._content = content
         self._encryptor = content.gcm_encryptor()
         self._cond = threading.Condition()
@@ -98,7 +101,7 @@ class MultipartEncryption:
                 self._failure = f"part {part_number} could not be read ({type(exc).__name__})"
                 self._cond.notify_all()
                 raise
-            final = source.size < S3_MIN_PART
+            final = source.size < self._min_part
             trailer = b""
             if final:
                 self._encryptor.finalize()
