@@ -30,8 +30,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("sse_guard")
 
-# Where the resolved encryption for this call is kept, for the envelope handlers.
+# Where the resolved encryption for this call is kept, for the envelope handlers, and the
+# client making it (they make calls of their own: instruction files, aborts).
 CONTEXT_KEY = "sse_guard_encryption"
+CLIENT_KEY = "sse_guard_client"
 
 # The form fields of a presigned POST that carry each request parameter.
 _POST_FIELDS = {
@@ -154,6 +156,7 @@ def guard_object_write(binding: ClientBinding, params: dict[str, Any], context: 
             return
     required = resolve_required(guard.policy, rule, bucket_default)
     context[CONTEXT_KEY] = required
+    context[CLIENT_KEY] = binding.client()
     if isinstance(required, ClientSide):
         _check_client_side_write(binding, operation, bucket, key, params, presign)
         return
@@ -195,6 +198,7 @@ def guard_sse_c_only(binding: ClientBinding, params: dict[str, Any], context: di
     guard = binding.guard
     rule = guard.policy.rule_for(bucket, key)
     context[CONTEXT_KEY] = rule
+    context[CLIENT_KEY] = binding.client()
     if isinstance(rule, SSEC) and model.name != "AbortMultipartUpload":
         _sse_c(binding, rule, model.name, bucket, key, params, prefix="")
 
