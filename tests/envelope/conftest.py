@@ -60,30 +60,21 @@ def b64(data: bytes) -> str:
 
 # -- the wire harness: a stand-in for the guard's own provide-client-params handler ----------
 
-import functools  # noqa: E402
+import dataclasses  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 
+from sse_guard import Guard, Policy, Rule  # noqa: E402
 from sse_guard.envelope import KmsKeyring  # noqa: E402
-from sse_guard.envelope.handlers import HANDLERS, EnvelopeState  # noqa: E402
+from sse_guard.envelope.handlers import EnvelopeState  # noqa: E402
 from sse_guard.settings import ClientSide  # noqa: E402
 
-GUARDED_OPERATIONS = {
-    "PutObject",
-    "CreateMultipartUpload",
-    "UploadPart",
-    "CompleteMultipartUpload",
-    "AbortMultipartUpload",
-    "GetObject",
-    "HeadObject",
-    "CopyObject",
-    "UploadPartCopy",
-}
 
 
 @dataclass
 class Harness:
-    """Clients on one backend with the envelope handlers wired as the guard wires them."""
+    """Clients on one backend guarded by a real ``sse_guard.Guard`` whose policy holds the
+    client-side rules a test adds (longest prefix first)."""
 
     backend: Any
     s3: Any
@@ -92,38 +83,26 @@ class Harness:
     key_id: str
     state: EnvelopeState
     rules: dict[tuple[str, str], ClientSide] = field(default_factory=dict)
+    sse_guard: Guard = field(init=False)
+
+    def __post_init__(self) -> None:
+        # follow-bucket elsewhere, fallback for lookup errors: only the rules matter here
+        self.sse_guard = Guard(Policy(on_lookup_error="fallback"))
+        self.sse_guard.envelope = self.state
 
     def rule(self, prefix: str = "", **kwargs: Any) -> ClientSide:
         kwargs.setdefault("keyring", KmsKeyring(self.key_id, client=self.kms))
         setting = ClientSide(**kwargs)
         self.rules[(self.bucket, prefix)] = setting
+        ordered = sorted(self.rules.items(), key=lambda item: -len(item[0][1]))
+        self.sse_guard.policy = dataclasses.replace(
+            self.sse_guard.policy,
+            rules=tuple(Rule(bucket=b, prefix=p, encryption=enc) for (b, p), enc in ordered),
+        )
         return setting
 
-    def resolve(self, bucket: str, key: str) -> ClientSide | None:
-        best = None
-        for (b, prefix), setting in self.rules.items():
-            if b == bucket and key.startswith(prefix) and (best is None or len(prefix) > len(best[0])):
-                best = (prefix, setting)
-        return None if best is None else best[1]
-
     def guard(self, client: Any) -> Any:
-        def provide(params: dict[str, Any], context: dict[str, Any], model: Any, **kw: Any) -> None:
-            if model.name not in GUARDED_OPERATIONS:
-                return
-            setting = self.resolve(params.get("Bucket", ""), params.get("Key", ""))
-            if setting is not None:
-                context["sse_guard_encryption"] = setting
-                context["sse_guard_client"] = client
-
-        client.meta.events.register_first(
-            "provide-client-params.s3", provide, unique_id="test-harness-provide"
-        )
-        for event, fn in HANDLERS:
-            client.meta.events.register(
-                event,
-                functools.partial(fn, self.state),
-                unique_id=f"test.{fn.__name__}.{event}",
-            )
+        self.sse_guard.register(client)
         return client
 
     def plain_client(self) -> Any:
