@@ -109,7 +109,20 @@ def _run(out: TextIO) -> int:
 
     say()
     say("2. sse_guard.register(session): call sites unchanged, SSE added on the wire")
-    guard = sse_guard.register(session, policy=sse_guard.Policy())
+    policy = sse_guard.Policy.from_dict(
+        {
+            "rules": [
+                {
+                    "bucket": "demo-prod",
+                    "prefix": "vault/",
+                    "algorithm": "client-side",
+                    "encryption_context": {"team": "payments"},
+                    "keyring": {"type": "kms", "key_id": "alias/demo-app"},
+                }
+            ]
+        }
+    )
+    guard = sse_guard.register(session, policy=policy)
     s3 = session.client("s3")
     wire = _WireLog(out)
     s3.meta.events.register("before-send.s3", wire, unique_id="sse-guard-demo-wire")
@@ -125,6 +138,40 @@ def _run(out: TextIO) -> int:
     say(f"   guard: {stats.injected} injected, {stats.lookups} GetBucketEncryption lookup, {stats.cache_hits} cache hits")
     legacy = admin.head_object(Bucket="demo-legacy", Key="reports/2019.csv")
     say(f"   the legacy object is still {legacy.get('ServerSideEncryption', 'NOT encrypted')}")
+
+    say()
+    say("3. Client-side envelope encryption of one prefix (rule: demo-prod/vault/, KMS keyring)")
+    secret = b"card=4111111111111111;exp=12/29"
+    s3.put_object(Bucket="demo-prod", Key="vault/card.txt", Body=secret)
+    stored = admin.get_object(Bucket="demo-prod", Key="vault/card.txt")
+    ciphertext = stored["Body"].read()
+    fmt = "V3 (key-committing)" if stored["Metadata"].get("x-amz-c") == "115" else "V2"
+    say(f"   S3 holds {len(ciphertext)} bytes of ciphertext in the S3 Encryption Client's {fmt} format;")
+    say(f"   plaintext visible to S3: {secret in ciphertext}")
+    read_back = s3.get_object(Bucket="demo-prod", Key="vault/card.txt")["Body"].read()
+    say(f"   a guarded GetObject returns the verified plaintext: {read_back == secret}")
+    tampered = bytearray(ciphertext)
+    tampered[0] ^= 1
+    admin.put_object(Bucket="demo-prod", Key="vault/card.txt", Body=bytes(tampered), Metadata=stored["Metadata"])
+    try:
+        s3.get_object(Bucket="demo-prod", Key="vault/card.txt")["Body"].read()
+        say("   a tampered object was returned: THIS IS A BUG")
+        return 1
+    except sse_guard.DecryptionError:
+        say("   one flipped bit in S3: DecryptionError, no plaintext released")
+
+    say()
+    say("4. Enforce mode refuses a weaker write before anything is sent")
+    wire.enabled = False
+    strict_client = boto3.Session(region_name="us-east-1").client("s3")
+    sse_guard.register(strict_client, policy=sse_guard.Policy(), mode="enforce")
+    try:
+        strict_client.put_object(Bucket="demo-prod", Key="weak.txt", Body=b"x", ServerSideEncryption="AES256")
+        say("   the weak write went out: THIS IS A BUG")
+        return 1
+    except sse_guard.PolicyViolation as e:
+        say(f"   PolicyViolation: {e}")
+    wire.enabled = True
     guard.unregister()
     say()
     say("Done. See README.md for the policy file, the modes and the CLI.")
