@@ -99,7 +99,7 @@ def test_fix_is_a_dry_run_until_apply_and_then_the_bucket_is_compliant(backend: 
 
 
 def test_fix_from_a_saved_scan(backend: Any, capsys: Any, tmp_path: Path) -> None:
-    s3, bucket = seeded(backend)
+    _, bucket = seeded(backend)
     saved = tmp_path / "scan.jsonl"
     run(capsys, "scan", f"s3://{bucket}", "--format", "jsonl", "--output", str(saved))
     code, out, _ = run(capsys, "fix", "--from-scan", str(saved), "--apply", "--format", "jsonl")
