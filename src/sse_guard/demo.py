@@ -5,6 +5,7 @@ No AWS account is needed and nothing leaves the process: moto answers every requ
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import sys
@@ -47,6 +48,25 @@ _LABELS = {
     f"{SSE_PREFIX}-customer-algorithm": "sse-c",
     f"{SSE_PREFIX}-context": "context",
 }
+
+
+class _Indented:
+    """A text stream that indents what the CLI prints, inside the demo's output."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self._fresh = True
+
+    def write(self, text: str) -> int:
+        for piece in text.splitlines(keepends=True):
+            if self._fresh:
+                self.out.write("     ")
+            self.out.write(piece)
+            self._fresh = piece.endswith("\n")
+        return len(text)
+
+    def flush(self) -> None:
+        self.out.flush()
 
 
 def _short(value: str) -> str:
@@ -104,7 +124,15 @@ def _run(out: TextIO) -> int:
     )
     admin.create_bucket(Bucket="demo-legacy")
     say("   and a legacy bucket with no encryption configuration, written before any rule:")
-    admin.put_object(Bucket="demo-legacy", Key="reports/2019.csv", Body=b"id,amount\n1,100\n")
+    admin.put_object(
+        Bucket="demo-legacy",
+        Key="reports/2019.csv",
+        Body=b"id,amount\n1,100\n",
+        ContentType="text/csv",
+        Metadata={"owner": "finance"},
+        Tagging="retention=7y",
+        StorageClass="STANDARD_IA",
+    )
     say("    -> PutObject (unguarded)     (no SSE headers): stored as plaintext")
 
     say()
@@ -173,6 +201,33 @@ def _run(out: TextIO) -> int:
         say(f"   PolicyViolation: {e}")
     wire.enabled = True
     guard.unregister()
+
+    say()
+    say("5. The legacy object: sse-guard scan finds it, sse-guard fix re-encrypts it in place")
+    from . import cli
+
+    def run(*argv: str) -> int:
+        say(f"   $ sse-guard {' '.join(argv)}")
+        indented = _Indented(out)
+        with contextlib.redirect_stdout(indented), contextlib.redirect_stderr(indented):
+            return cli.main([*argv, "--no-progress"] if argv[0] == "scan" else list(argv))
+
+    before = run("scan", "s3://demo-legacy")
+    say(f"   [exit {before}]")
+    fixed = run("fix", "s3://demo-legacy", "--apply")
+    say(f"   [exit {fixed}]")
+    after = run("scan", "s3://demo-legacy")
+    say(f"   [exit {after}]")
+    head = admin.head_object(Bucket="demo-legacy", Key="reports/2019.csv")
+    tags = admin.get_object_tagging(Bucket="demo-legacy", Key="reports/2019.csv")["TagSet"]
+    say(
+        f"   after the fix: {head.get('ServerSideEncryption')}, content type {head['ContentType']}, "
+        f"metadata {head['Metadata']}, storage class {head.get('StorageClass', 'STANDARD')}, "
+        f"tags {[t['Key'] + '=' + t['Value'] for t in tags]}: kept"
+    )
+    if (before, fixed, after) != (1, 0, 0):
+        say("   the scan/fix round trip did not end compliant: THIS IS A BUG")
+        return 1
     say()
     say("Done. See README.md for the policy file, the modes and the CLI.")
     return 0
