@@ -2,21 +2,19 @@
 strict tier (LocalStack, when SSE_GUARD_STRICT_ENDPOINT is set; see the README).
 
 A test that takes ``backend`` runs on both moto modes; marked ``strict_s3`` it runs on
-the strict tier too. ``wire`` records what botocore really sent.
+the strict tier too. ``wire`` records what botocore really sent. The classes live in
+``backends.py`` (a module name no other conftest takes).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import urllib.request
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from typing import Any
 
-import boto3
 import pytest
+
+from backends import Backend, Wire
 
 _FAKE_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -46,28 +44,6 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         if metafunc.definition.get_closest_marker("strict_s3"):
             names.append("strict")
         metafunc.parametrize("backend", names, indirect=True)
-
-
-@dataclass
-class Backend:
-    """One S3+KMS to test against. Clients made from ``session()`` reach it."""
-
-    name: str
-    endpoint_url: str | None
-
-    def session(self) -> boto3.Session:
-        return boto3.Session(region_name="us-east-1")
-
-    def client(self, service: str = "s3", session: boto3.Session | None = None, **kwargs: Any) -> Any:
-        return (session or self.session()).client(service, **kwargs)
-
-    def bucket(self, stem: str = "bkt") -> str:
-        """A bucket name unique to this test (the strict tier keeps state between tests)."""
-        return f"{stem}-{uuid.uuid4().hex[:10]}"
-
-    @property
-    def strict(self) -> bool:
-        return self.name == "strict"
 
 
 @pytest.fixture(scope="session")
@@ -110,50 +86,6 @@ def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
     yield Backend(name, url)
 
 
-@dataclass
-class Sent:
-    operation: str
-    method: str
-    url: str
-    headers: dict[str, str]
-    body: bytes | None
-
-
-@dataclass
-class Wire:
-    """Records the final request of every attempt, as botocore sends it (after signing)."""
-
-    sent: list[Sent] = field(default_factory=list)
-
-    def attach(self, client: Any) -> Any:
-        client.meta.events.register("before-send.s3", self._record, unique_id=f"wire-{id(self)}")
-        return client
-
-    def _record(self, request: Any, event_name: str, **kwargs: Any) -> None:
-        body = request.body if isinstance(request.body, (bytes, bytearray)) else None
-        headers = {k.lower(): (v.decode() if isinstance(v, bytes) else str(v)) for k, v in request.headers.items()}
-        self.sent.append(Sent(event_name.rsplit(".", 1)[-1], request.method, request.url, headers, body))
-
-    def of(self, operation: str) -> list[Sent]:
-        return [s for s in self.sent if s.operation == operation]
-
-    def one(self, operation: str) -> Sent:
-        found = self.of(operation)
-        assert len(found) == 1, f"expected one {operation}, sent {[s.operation for s in self.sent]}"
-        return found[0]
-
-    def clear(self) -> None:
-        self.sent.clear()
-
-
 @pytest.fixture
 def wire() -> Wire:
     return Wire()
-
-
-def sse_headers(sent: Sent) -> dict[str, str]:
-    return {k: v for k, v in sent.headers.items() if "server-side-encryption" in k}
-
-
-def dumps(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True)

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 from boto3.s3.transfer import TransferConfig
-from conftest import Backend, Wire, sse_headers
 
 import sse_guard
+from backends import Backend, Wire, sse_headers
 from sse_guard import DecryptionError, Policy
 
 MiB = 1024 * 1024

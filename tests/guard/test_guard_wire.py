@@ -18,7 +18,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError, EndpointConnectionError
 
 import sse_guard
-from conftest import Backend, Wire, sse_headers
+from backends import Backend, Wire, sse_headers
 from sse_guard import BucketEncryptionLookupError, ConfigurationError, Policy, PolicyViolation
 
 MiB = 1024 * 1024

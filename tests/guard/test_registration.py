@@ -9,7 +9,7 @@ import botocore.session
 import pytest
 
 import sse_guard
-from conftest import Backend, Wire, sse_headers
+from backends import Backend, Wire, sse_headers
 from sse_guard import ConfigurationError, Policy
 
 SSE = "x-amz-server-side-encryption"
