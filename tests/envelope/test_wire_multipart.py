@@ -14,6 +14,10 @@ from sse_guard.errors import EncryptionError
 
 from .conftest import Harness, raw_object
 
+# Round trips, multipart and tampering also run on the strict tier, which verifies the
+# request checksums of a replaced body and SSE-C keys (moto checks neither).
+pytestmark = pytest.mark.strict_s3
+
 MiB = 1024 * 1024
 CONFIG = TransferConfig(multipart_threshold=5 * MiB, multipart_chunksize=5 * MiB, max_concurrency=4)
 

@@ -12,6 +12,10 @@ from sse_guard.errors import DecryptionError
 
 from .conftest import Harness, raw_object
 
+# Round trips, multipart and tampering also run on the strict tier, which verifies the
+# request checksums of a replaced body and SSE-C keys (moto checks neither).
+pytestmark = pytest.mark.strict_s3
+
 
 def test_put_stores_ciphertext_with_v3_metadata_and_get_returns_plaintext(harness: Harness, wire: object) -> None:
     harness.rule()
