@@ -70,7 +70,6 @@ from sse_guard.envelope.handlers import EnvelopeState  # noqa: E402
 from sse_guard.settings import ClientSide  # noqa: E402
 
 
-
 @dataclass
 class Harness:
     """Clients on one backend guarded by a real ``sse_guard.Guard`` whose policy holds the
