@@ -39,7 +39,7 @@ def test_python_blocks_run_against_moto(code: str, tmp_path: Path, monkeypatch: 
         for bucket in sorted(set(re.findall(r'Bucket="([^"]+)"', code))):
             s3.create_bucket(Bucket=bucket)
         namespace: dict[str, object] = {"__name__": "readme"}
-        exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102 - our own README
+        exec(compile(code, "README.md", "exec"), namespace)
         guard = namespace.get("guard")
         if isinstance(guard, sse_guard.Guard):
             guard.unregister()
