@@ -115,3 +115,32 @@ def test_a_raw_aes_keyring_file_works_and_a_wrong_key_is_refused(backend: Backen
     sse_guard.register(other, policy=Policy.from_file(path))
     with pytest.raises(DecryptionError):
         other.client("s3").get_object(Bucket=bucket, Key="vault/a")["Body"].read()
+
+
+class _Huge:
+    """A seekable source claiming 65 GiB; reading it would be a bug."""
+
+    def __init__(self) -> None:
+        self.pos = 0
+        self.size = 65 * 1024**3
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.pos
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        self.pos = {0: offset, 1: self.pos + offset, 2: self.size + offset}[whence]
+        return self.pos
+
+    def read(self, n: int = -1) -> bytes:
+        raise AssertionError("nothing may be read from an oversized upload")
+
+
+def test_an_upload_over_gcms_limit_is_refused_before_anything_is_sent(setup: tuple[Any, str, str], wire: Wire) -> None:
+    s3, bucket, _ = setup
+    wire.clear()
+    with pytest.raises(sse_guard.EncryptionError, match="64 GiB"):
+        s3.upload_fileobj(_Huge(), bucket, "vault/huge", Config=PARTS)
+    assert wire.sent == []

@@ -13,10 +13,11 @@ import copy
 import functools
 import inspect
 import logging
+import os
 import threading
 import urllib.parse
 import weakref
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -28,7 +29,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from . import handlers
 from .bucket_defaults import BucketDefaultsCache, fetch_bucket_default
-from .errors import ConfigurationError
+from .envelope.cipher import GCM_MAX_PLAINTEXT
+from .errors import ConfigurationError, EncryptionError
 from .policy import BucketDefault, Mode, Policy, is_kms_arn
 from .settings import ClientSide
 
@@ -252,7 +254,7 @@ class Guard:
         for name in _TRANSFER_METHODS:
             method = getattr(client, name, None)
             if method is not None:
-                client.__dict__[name] = _classic_transfer(method)
+                client.__dict__[name] = _classic_transfer(method, self)
         with _owners_lock:
             _owners[binding.events] = self
         self._bindings.append(binding)
@@ -293,7 +295,7 @@ def _release(emitter: Any, guard: Guard) -> None:
             del _owners[emitter]
 
 
-def _classic_transfer(method: Callable[..., Any]) -> Callable[..., Any]:
+def _classic_transfer(method: Callable[..., Any], guard: Guard) -> Callable[..., Any]:
     """Managed transfers on the classic transfer manager, whose calls fire our handlers.
 
     boto3 picks the CRT transfer client when awscrt is installed on instance types it
@@ -305,9 +307,44 @@ def _classic_transfer(method: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         bound = signature.bind(*args, **kwargs)
         bound.arguments["Config"] = _force_classic(bound.arguments.get("Config"))
+        _refuse_oversized_client_side(guard, bound.arguments)
         return method(*bound.args, **bound.kwargs)
 
     return wrapper
+
+
+def _refuse_oversized_client_side(guard: Guard, arguments: Mapping[str, Any]) -> None:
+    """An upload too large for one GCM stream is refused before its first part is sent.
+
+    CreateMultipartUpload carries no size, so the envelope handlers alone would notice
+    only at the part that crosses the limit.
+    """
+    bucket, key = arguments.get("Bucket"), arguments.get("Key")
+    if not isinstance(bucket, str) or not isinstance(key, str):
+        return
+    if not isinstance(guard.policy.rule_for(bucket, key), ClientSide):
+        return
+    size = _upload_size(arguments)
+    if size is not None and size > GCM_MAX_PLAINTEXT:
+        raise EncryptionError(
+            f"s3://{bucket}/{key}: {size} bytes exceed AES-GCM's 64 GiB limit for one "
+            "client-side encrypted object; nothing was sent"
+        )
+
+
+def _upload_size(arguments: Mapping[str, Any]) -> int | None:
+    if "Filename" in arguments:
+        try:
+            return os.path.getsize(arguments["Filename"])
+        except (OSError, TypeError):
+            return None  # s3transfer reports a missing file itself
+    fileobj = arguments.get("Fileobj")
+    if fileobj is None or not getattr(fileobj, "seekable", lambda: False)():
+        return None
+    here = fileobj.tell()
+    end = fileobj.seek(0, os.SEEK_END)
+    fileobj.seek(here)
+    return int(end - here)
 
 
 def _force_classic(config: TransferConfig | None) -> TransferConfig:
