@@ -144,3 +144,46 @@ def test_an_upload_over_gcms_limit_is_refused_before_anything_is_sent(setup: tup
     with pytest.raises(sse_guard.EncryptionError, match="64 GiB"):
         s3.upload_fileobj(_Huge(), bucket, "vault/huge", Config=PARTS)
     assert wire.sent == []
+
+
+class _DropsMidway:
+    """A response body whose connection breaks after ``after`` bytes."""
+
+    def __init__(self, body: Any, after: int) -> None:
+        self._body = body
+        self._left = after
+
+    def read(self, size: int = -1) -> bytes:
+        from botocore.exceptions import IncompleteReadError
+
+        if self._left <= 0:
+            raise IncompleteReadError(actual_bytes=0, expected_bytes=1)
+        data: bytes = self._body.read(min(size, self._left) if size and size > 0 else self._left)
+        self._left -= len(data)
+        return data
+
+    def close(self) -> None:
+        self._body.close()
+
+
+def test_a_dropped_connection_is_a_network_error_and_download_file_retries_it(setup: tuple[Any, str, str], tmp_path: Path) -> None:
+    from botocore.exceptions import IncompleteReadError
+
+    s3, bucket, _ = setup
+    data = os.urandom(3 * MiB)
+    s3.put_object(Bucket=bucket, Key="vault/drop", Body=data)
+    drops = {"left": 1}
+
+    def break_once(parsed: dict[str, Any], **kwargs: Any) -> None:
+        if drops["left"] and "Body" in parsed:
+            drops["left"] -= 1
+            parsed["Body"] = _DropsMidway(parsed["Body"], after=MiB)
+
+    s3.meta.events.register_first("after-call.s3.GetObject", break_once)
+    with pytest.raises(IncompleteReadError):  # not DecryptionError: the object is fine
+        s3.get_object(Bucket=bucket, Key="vault/drop")
+    drops["left"] = 1
+    out = tmp_path / "drop.out"
+    s3.download_file(bucket, "vault/drop", str(out))
+    assert out.read_bytes() == data
+    assert drops["left"] == 0

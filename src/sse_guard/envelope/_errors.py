@@ -14,7 +14,7 @@ from typing import NoReturn
 
 from ..errors import ConfigurationError, DecryptionError
 
-__all__ = ["DECRYPTION_FAILED", "decryption_failure", "translate_decryption_errors"]
+__all__ = ["DECRYPTION_FAILED", "TransportFault", "decryption_failure", "translate_decryption_errors"]
 
 DECRYPTION_FAILED = "client-side decryption failed"
 
@@ -22,6 +22,19 @@ DECRYPTION_FAILED = "client-side decryption failed"
 def decryption_failure(cause: BaseException | None = None) -> NoReturn:
     """Raise the opaque error, chained to ``cause``."""
     raise DecryptionError(DECRYPTION_FAILED) from cause
+
+
+class TransportFault(Exception):
+    """The connection failed while the body was read: not a fact about the object.
+
+    Carried through the crypto core unchanged, so the handler can re-raise the original
+    network error (which s3transfer and callers retry) instead of ``DecryptionError``.
+    A truncated *stored* object still fails its tag: the connection delivers all of it.
+    """
+
+    def __init__(self, original: BaseException) -> None:
+        super().__init__(str(original))
+        self.original = original
 
 
 @contextmanager
@@ -34,7 +47,7 @@ def translate_decryption_errors() -> Iterator[None]:
     """
     try:
         yield
-    except (DecryptionError, ConfigurationError):
+    except (DecryptionError, ConfigurationError, TransportFault):
         raise
     except Exception as exc:
         decryption_failure(exc)

@@ -26,13 +26,19 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import IO, Any, cast
 
+import urllib3.exceptions
 from botocore.awsrequest import AWSResponse, HTTPHeaders
-from botocore.exceptions import ClientError
+from botocore.exceptions import (
+    ClientError,
+    HTTPClientError,
+    IncompleteReadError,
+    ResponseStreamingError,
+)
 from botocore.response import StreamingBody
 
 from ..errors import ConfigurationError, EncryptionError
 from ..settings import ClientSide
-from ._errors import decryption_failure, translate_decryption_errors
+from ._errors import TransportFault, decryption_failure, translate_decryption_errors
 from .cipher import (
     BLOCK,
     GCM_MAX_PLAINTEXT,
@@ -654,8 +660,29 @@ def _body(reader: Any, length: int) -> StreamingBody:
     return StreamingBody(cast("IO[bytes]", reader), length)
 
 
+# Failures of the connection, not of the object: botocore's and urllib3's read errors.
+_TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
+    IncompleteReadError,
+    ResponseStreamingError,
+    HTTPClientError,
+    urllib3.exceptions.HTTPError,
+    ConnectionError,
+    TimeoutError,
+)
+
+
 def _read_function(body: Any) -> Any:
     return body.read
+
+
+def _transport_aware_read(body: Any) -> Any:
+    def read(size: int = -1) -> bytes:
+        try:
+            return bytes(body.read(size))
+        except _TRANSPORT_ERRORS as e:
+            raise TransportFault(e) from e
+
+    return read
 
 
 def decrypt_get_object(
@@ -715,7 +742,10 @@ def _decrypt_response(
             raw = None  # the reader owns it now
             return
         decrypt = decrypt_gcm_to_spool if content.algorithm == "gcm" else decrypt_cbc_to_spool
-        spool, size = decrypt(_read_function(raw), content, length)
+        try:
+            spool, size = decrypt(_transport_aware_read(raw), content, length)
+        except TransportFault as fault:
+            raise fault.original from None  # retryable by the caller, as for plain GETs
     finally:
         if raw is not None and parsed.get("Body") is raw:
             parsed["Body"].close()
