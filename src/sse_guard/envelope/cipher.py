@@ -349,7 +349,11 @@ class EncryptingStream(io.RawIOBase):
         super().close()
 
 
-def _new_spool() -> IO[bytes]:
+def _new_spool(size_hint: int = 0) -> IO[bytes]:
+    # A body known to outgrow memory goes straight to disk: rolling over would copy the
+    # first SPOOL_MEMORY_LIMIT bytes once more.
+    if size_hint > SPOOL_MEMORY_LIMIT:
+        return tempfile.TemporaryFile()  # noqa: SIM115 - the caller owns and closes it
     return cast("IO[bytes]", tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY_LIMIT))
 
 
@@ -376,7 +380,7 @@ def decrypt_gcm_to_spool(
     content: ContentKey,
     ciphertext_length: int,
     *,
-    spool_factory: Callable[[], IO[bytes]] = _new_spool,
+    spool_factory: Callable[[int], IO[bytes]] = _new_spool,
 ) -> tuple[IO[bytes], int]:
     """Decrypt and authenticate a whole GCM body; return (spool at 0, plaintext length).
 
@@ -386,19 +390,23 @@ def decrypt_gcm_to_spool(
     if ciphertext_length < TAG_BYTES:
         decryption_failure()
     body_length = ciphertext_length - TAG_BYTES
-    spool = spool_factory()
+    spool = spool_factory(body_length)
     try:
         with translate_decryption_errors():
             decryptor = content.gcm_decryptor()
-            out = bytearray(CHUNK_SIZE + BLOCK)
+            # One update_into and one write per read: the spool's writes, not AES, were
+            # the cost of a large GET.
+            out = bytearray(READ_SIZE + BLOCK)
             out_view = memoryview(out)
             held = bytearray()
 
             def sink(chunk: bytes) -> None:
-                view = memoryview(chunk)
-                for i in range(0, len(view), CHUNK_SIZE):
-                    n = decryptor.update_into(view[i : i + CHUNK_SIZE], out)
-                    spool.write(out_view[:n])
+                nonlocal out, out_view
+                if len(chunk) + BLOCK > len(out):
+                    out = bytearray(len(chunk) + BLOCK)
+                    out_view = memoryview(out)
+                n = decryptor.update_into(chunk, out)
+                spool.write(out_view[:n])
 
             _read_exact(read, body_length, sink)
             _read_exact(read, TAG_BYTES, held.extend)
