@@ -47,16 +47,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 @pytest.fixture(scope="session")
-def moto_server_url() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
+def moto_server_url(sse_guard_moto_server: str) -> str:
+    """The plugin's session-wide ThreadedMotoServer on 127.0.0.1."""
+    return sse_guard_moto_server
 
 
 def _reset_moto(url: str) -> None:
