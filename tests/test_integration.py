@@ -187,3 +187,23 @@ def test_a_dropped_connection_is_a_network_error_and_download_file_retries_it(se
     s3.download_file(bucket, "vault/drop", str(out))
     assert out.read_bytes() == data
     assert drops["left"] == 0
+
+
+def test_audit_mode_leaves_client_side_writes_alone_and_still_reads_both(backend: Backend, tmp_path: Path, wire: Wire) -> None:
+    bucket = backend.bucket("aud")
+    backend.client("s3").create_bucket(Bucket=bucket)
+    (tmp_path / "wrap.key").write_bytes(os.urandom(32))
+    rules = {"rules": [{"bucket": bucket, "prefix": "vault/", "algorithm": "client-side", "keyring": {"type": "raw-aes", "key_file": "wrap.key"}}]}
+    enforcing = backend.session()
+    sse_guard.register(enforcing, policy=Policy.from_dict(rules, base_dir=tmp_path))
+    enforcing.client("s3").put_object(Bucket=bucket, Key="vault/encrypted", Body=b"sealed")
+    auditing = backend.session()
+    guard = sse_guard.register(auditing, policy=Policy.from_dict(rules, base_dir=tmp_path), mode="audit")
+    s3 = wire.attach(auditing.client("s3"))
+    s3.put_object(Bucket=bucket, Key="vault/as-is", Body=b"left as given")
+    stored = backend.client("s3").get_object(Bucket=bucket, Key="vault/as-is")
+    assert stored["Body"].read() == b"left as given"
+    assert "x-amz-c" not in stored["Metadata"]
+    assert guard.stats.audited == 1
+    assert s3.get_object(Bucket=bucket, Key="vault/as-is")["Body"].read() == b"left as given"
+    assert s3.get_object(Bucket=bucket, Key="vault/encrypted")["Body"].read() == b"sealed"

@@ -9,6 +9,7 @@ through every event and retry.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import logging
 from collections.abc import Mapping
@@ -34,6 +35,8 @@ logger = logging.getLogger("sse_guard")
 # client making it (they make calls of their own: instruction files, aborts).
 CONTEXT_KEY = "sse_guard_encryption"
 CLIENT_KEY = "sse_guard_client"
+
+_READS = frozenset({"GetObject", "HeadObject"})
 
 # The form fields of a presigned POST that carry each request parameter.
 _POST_FIELDS = {
@@ -155,6 +158,10 @@ def guard_object_write(binding: ClientBinding, params: dict[str, Any], context: 
             logger.info("presigned %s s3://%s/%s: bucket default not cached; no SSE header signed", operation, bucket, key)
             return
     required = resolve_required(guard.policy, rule, bucket_default)
+    if isinstance(required, ClientSide) and guard.mode == "audit":
+        guard.count("audited")  # the body goes out as given: audit changes nothing
+        logger.warning("audit: %s s3://%s/%s: would encrypt client-side", operation, bucket, key)
+        return
     context[CONTEXT_KEY] = required
     context[CLIENT_KEY] = binding.client()
     if isinstance(required, ClientSide):
@@ -197,6 +204,11 @@ def guard_sse_c_only(binding: ClientBinding, params: dict[str, Any], context: di
         return
     guard = binding.guard
     rule = guard.policy.rule_for(bucket, key)
+    if isinstance(rule, ClientSide) and guard.mode == "audit":
+        if model.name not in _READS:
+            return  # audit writes go out unencrypted (see guard_object_write)
+        # Reads still decrypt what is encrypted, and let through what audit let be written.
+        rule = dataclasses.replace(rule, unsafe_allow_plaintext=True)
     context[CONTEXT_KEY] = rule
     context[CLIENT_KEY] = binding.client()
     if isinstance(rule, SSEC) and model.name != "AbortMultipartUpload":
