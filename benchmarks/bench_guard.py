@@ -6,6 +6,10 @@ Compares a guarded client on a warm cache against an unguarded client that passe
 same SSE parameters by hand; rounds alternate so drift on a shared machine hits both.
 Prints the median ratio (target <= 1.03), the cost of a cold-bucket write, and shows
 that 32 concurrent cold writes make one GetBucketEncryption.
+
+--callgrind also counts instructions under valgrind (about two minutes): the
+per-call difference between a short and a long run of each side, which the machine's
+load cannot move, where the CPU-time ratio on a busy shared machine can.
 """
 
 from __future__ import annotations
@@ -13,7 +17,10 @@ from __future__ import annotations
 import argparse
 import gc
 import os
+import re
 import statistics
+import subprocess
+import sys
 import threading
 import time
 from typing import Any
@@ -78,16 +85,56 @@ def run(s3: Any, calls: int, **params: Any) -> float:
         gc.enable()
 
 
+EXPLICIT = {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": KEY, "BucketKeyEnabled": True}
+
+
+def child(mode: str, calls: int) -> None:
+    """One side alone, for valgrind: warm up, then ``calls`` puts."""
+    s3 = client(Answerer())
+    params: dict[str, Any] = dict(EXPLICIT)
+    if mode == "guarded":
+        sse_guard.register(s3, policy=Policy())
+        params = {}
+    run(s3, 20, **params)
+    run(s3, calls, **params)
+
+
+def instructions(mode: str, calls: int) -> int:
+    result = subprocess.run(
+        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
+         sys.executable, __file__, "--child", mode, "--calls", str(calls)],
+        capture_output=True, text=True, check=True,
+    )
+    match = re.search(r"Collected : (\d+)", result.stderr)
+    assert match, result.stderr[-500:]
+    return int(match.group(1))
+
+
+def callgrind_ratio() -> None:
+    short, long = 50, 250
+    per_call = {}
+    for mode in ("plain", "guarded"):
+        per_call[mode] = (instructions(mode, long) - instructions(mode, short)) / (long - short)
+    ratio = per_call["guarded"] / per_call["plain"]
+    print(f"put_object, warm cache: guarded/plain instructions per call {ratio:.3f} "
+          f"(callgrind; plain {per_call['plain'] / 1e6:.2f} M, guarded {per_call['guarded'] / 1e6:.2f} M)  target <= 1.03")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=101)
     parser.add_argument("--calls", type=int, default=200)
+    parser.add_argument("--callgrind", action="store_true", help="also count instructions under valgrind")
+    parser.add_argument("--child", choices=("plain", "guarded"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child:
+        child(args.child, args.calls)
+        return
 
     plain = client(Answerer())
     guarded = client(Answerer())
     guard = sse_guard.register(guarded, policy=Policy())
-    explicit = {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": KEY, "BucketKeyEnabled": True}
+    explicit = EXPLICIT
     run(plain, 200, **explicit)  # warm both: imports, caches, the bucket lookup
     run(guarded, 200)
     ratios = []
@@ -129,6 +176,8 @@ def main() -> None:
     for t in threads:
         t.join()
     print(f"32 concurrent writes to a cold bucket (50 ms lookup latency): {answerer.lookups} GetBucketEncryption")
+    if args.callgrind:
+        callgrind_ratio()
 
 
 if __name__ == "__main__":
