@@ -8,6 +8,13 @@ iterator. Nothing waits for a whole page, and memory does not grow with the buck
 Prefix fan-out (``fan_out_depth``): a prefix above that depth is listed with
 ``Delimiter="/"``; its sub-prefixes become new listing tasks that run in parallel.
 
+Worker processes (``processes``): botocore costs about 1 ms of CPU per HeadObject, so one
+process tops out near 1,000 HEAD/s. With ``processes=N`` the HEADs run in N worker
+processes (``_workers.py``) while this process lists, judges, checkpoints and yields; with
+``"auto"`` they start once the listing shows a scan bigger than one page (a small scan
+does not pay their start-up). Records are the same either way: both paths fetch with
+``HeadRunner`` and build the record here with ``_finish``.
+
 Checkpoints (``state_file``): each prefix keeps a FIFO of its listed pages and how many of
 their records the caller has not yet received; the oldest fully delivered page moves the
 prefix's resume marker (``StartAfter``, or ``KeyMarker``/``VersionIdMarker``).
@@ -20,11 +27,12 @@ import os
 import queue
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -33,11 +41,15 @@ from ..policy import Policy
 from ..settings import SSEC, Encryption, sse_c_params
 from ._classify import Classifier, Observed, observe_head
 from ._concurrency import AdaptiveLimit, backoff_delay, error_kind, error_text
+from ._head import Fetched, HeadRunner
 from ._records import ScanRecord
+from ._workers import S3ClientSpec, WorkerPool, auto_processes, frozen_credentials
 
-__all__ = ["ScanStats", "ScanTarget", "Scanner", "parse_s3_url", "scan"]
+__all__ = ["S3ClientSpec", "ScanStats", "ScanTarget", "Scanner", "parse_s3_url", "scan"]
 
 _POLL = 0.1
+# The spec of each client make_s3_client built (its endpoint and profile as given).
+_SPECS: weakref.WeakKeyDictionary[Any, S3ClientSpec] = weakref.WeakKeyDictionary()
 
 
 @dataclass(frozen=True)
@@ -70,6 +82,7 @@ class ScanStats:
     throttled: int = 0
     retries: int = 0
     concurrency: int = 0
+    processes: int = 1  # HEAD worker processes in use (1: HEADs run in this process)
 
     def rate(self) -> float:
         elapsed = time.monotonic() - self.started
@@ -131,6 +144,16 @@ class Scanner:
     ``client`` is a plain S3 client; give it ``max_pool_connections`` >= ``max_workers``
     and few retries of its own (``make_s3_client`` does both) so that throttling reaches
     the adaptive limit instead of botocore's fixed backoff.
+
+    ``processes``: 1 (the default) runs every HEAD in this process's threads; N > 1 runs
+    them in N worker processes, each with its own client built from ``client_spec``
+    (default: what ``make_s3_client`` recorded, else derived from ``client``) and its own
+    adaptive limit; ``workers`` and ``max_workers`` stay totals across them. ``"auto"``
+    starts ``auto_processes()`` workers once the listing shows more than one page, and
+    none for a small scan. Worker processes use the 'spawn' start method: a script that
+    scans must guard its entry point with ``if __name__ == "__main__":``, and they cannot
+    reach an in-process mock (moto's ``mock_aws``); event handlers registered on
+    ``client`` do not reach them (``S3ClientSpec.setup`` does).
     """
 
     def __init__(
@@ -150,7 +173,11 @@ class Scanner:
         page_size: int = 1000,
         checkpoint_every: float = 2.0,
         sleep: Callable[[float], None] = time.sleep,
+        processes: int | Literal["auto"] = 1,
+        client_spec: S3ClientSpec | None = None,
     ) -> None:
+        if processes != "auto" and (not isinstance(processes, int) or processes < 1):
+            raise ConfigurationError(f"processes: expected a positive number or 'auto', got {processes!r}")
         self.client = client
         self.classifier = classifier or Classifier(policy or Policy(), s3_client=client)
         self.all_versions = all_versions
@@ -165,9 +192,16 @@ class Scanner:
         self.checkpoint_every = checkpoint_every
         self._sleep = sleep
         self.stats = ScanStats()
+        self.processes = processes
+        self.client_spec = client_spec
+        self.pool: WorkerPool | None = None  # the worker processes of the last scan, if any
+        self._runner = HeadRunner(client, self.limit, self.stats, max_attempts=max_attempts, sleep=sleep)
         self._lock = threading.Lock()
         self._prefixes: dict[str, _Prefix] = {}
         self._stop = threading.Event()
+        self._big = threading.Event()  # a listing ran past one page
+        self._listed_all = threading.Event()
+        self._retire = threading.Event()  # the worker processes take over from the HEAD threads
 
     # -- public -------------------------------------------------------------------------
 
@@ -179,6 +213,13 @@ class Scanner:
             maxsize=self.max_workers * 4
         )
         self.stats = ScanStats(concurrency=self.limit.limit)
+        self._runner.counters = self.stats
+        self._stop = threading.Event()
+        self._big, self._listed_all, self._retire = threading.Event(), threading.Event(), threading.Event()
+        self.pool = None
+        # HEAD threads here from the start; with processes, a feeder that takes over from
+        # them once the worker processes are up (so their start-up costs no time).
+        self._consumers = self.max_workers + (0 if self.processes == 1 else 1)
         for p in self._initial_prefixes([t if isinstance(t, ScanTarget) else parse_s3_url(t) for t in targets]):
             if not p.done:
                 tasks.put(p)
@@ -190,6 +231,8 @@ class Scanner:
             threading.Thread(target=self._header, args=(items, out), daemon=True, name=f"sse-guard-head-{i}")
             for i in range(self.max_workers)
         ]
+        if self.processes != 1:
+            threads.append(threading.Thread(target=self._feeder, args=(items, out), daemon=True, name="sse-guard-feeder"))
         threads.append(
             threading.Thread(target=self._closer, args=(tasks, items), daemon=True, name="sse-guard-closer")
         )
@@ -198,7 +241,7 @@ class Scanner:
         finished = 0
         last_checkpoint = time.monotonic()
         try:
-            while finished < self.max_workers:
+            while finished < self._consumers:
                 got = out.get()
                 if got is _DONE:
                     finished += 1
@@ -210,7 +253,7 @@ class Scanner:
                     self.stats.errors += 1
                 elif record.is_finding:
                     self.stats.findings += 1
-                self.stats.concurrency = self.limit.limit
+                self.stats.concurrency = self.pool.concurrency if self._retire.is_set() and self.pool else self.limit.limit
                 yield record
                 if item is not None:
                     self._delivered(item)
@@ -221,8 +264,47 @@ class Scanner:
                 self.checkpoint()
         finally:
             self._stop.set()
-            if self.state_file is not None and finished < self.max_workers:
+            if self.pool is not None:
+                self.pool.close()
+            if self.state_file is not None and finished < self._consumers:
                 self.checkpoint()  # interrupted: keep what was delivered
+
+    def _want_processes(self) -> int:
+        """How many worker processes this scan gets (waits for the listing to tell, for auto)."""
+        if self.processes != "auto":
+            return self.processes
+        while not self._stop.is_set():
+            if self._big.wait(_POLL):
+                return auto_processes()
+            if self._listed_all.is_set():
+                return 1
+        return 1
+
+    def _make_pool(self, processes: int, out: queue.Queue[Any]) -> WorkerPool:
+        spec = self.client_spec or _SPECS.get(self.client) or S3ClientSpec.from_client(self.client)
+
+        def on_result(token: Any, fetched: Fetched) -> None:
+            item, required, lookup_error = token
+            try:
+                record = self._finish(item, fetched, required, lookup_error)
+            except Exception as e:  # no key is ever dropped: report it
+                record = _failed(item, f"{type(e).__name__}: {e}", "unexpected error while inspecting")
+            self._put(out, (record, item))
+
+        def on_stats(throttled: int, retries: int) -> None:
+            self.stats.throttled += throttled
+            self.stats.retries += retries
+
+        return WorkerPool(
+            spec,
+            lambda: frozen_credentials(self.client),
+            on_result,
+            processes=processes,
+            workers=self.limit.limit,
+            max_workers=self.max_workers,
+            max_attempts=self.max_attempts,
+            on_stats=on_stats,
+        )
 
     def checkpoint(self) -> None:
         """Write the state file (atomically): which prefixes are done, and where to resume."""
@@ -293,7 +375,8 @@ class Scanner:
         tasks.join()
         for _ in range(self.list_workers):
             tasks.put(None)
-        for _ in range(self.max_workers):
+        self._listed_all.set()
+        for _ in range(self._consumers):
             if not self._put(items, _DONE):
                 return
 
@@ -354,6 +437,8 @@ class Scanner:
                 if next_marker is None:
                     p.listing_done = True
                 self._advance(p)
+            if next_marker is not None or self.stats.listed >= 2 * self.page_size:
+                self._big.set()
             if next_marker is None:
                 return
             marker = next_marker
@@ -426,6 +511,9 @@ class Scanner:
 
     def _header(self, items: queue.Queue[_Item | object], out: queue.Queue[Any]) -> None:
         while True:
+            if self._retire.is_set():  # the worker processes have taken over
+                self._put(out, _DONE)
+                return
             try:
                 item = items.get(timeout=_POLL)
             except queue.Empty:
@@ -443,30 +531,46 @@ class Scanner:
             if not self._put(out, (record, item)):
                 return
 
-    # -- one object ---------------------------------------------------------------------
-
-    def _head(self, params: dict[str, Any]) -> dict[str, Any]:
-        """HeadObject under the adaptive limit, retrying throttles and transient errors."""
-        attempt = 0
-        while True:
-            self.limit.acquire()
+    def _feeder(self, items: queue.Queue[_Item | object], out: queue.Queue[Any]) -> None:
+        """Starts the worker processes and, once they are up, hands them the listed keys
+        instead of the HEAD threads; one _DONE once every result is back."""
+        n = self._want_processes()
+        pool = None
+        if n > 1 and not self._stop.is_set():
+            pool = self._make_pool(n, out)
             try:
-                resp: dict[str, Any] = self.client.head_object(**params)
-            except (ClientError, BotoCoreError) as e:
-                kind = error_kind(e)
-                if kind == "throttle":
-                    self.stats.throttled += 1
-                    self.limit.on_throttle()
-                if kind not in ("throttle", "transient") or attempt + 1 >= self.max_attempts:
-                    raise
-            else:
-                self.limit.on_success()
-                return resp
-            finally:
-                self.limit.release()
-            self.stats.retries += 1
-            self._sleep(backoff_delay(attempt))
-            attempt += 1
+                pool.start()
+            except Exception:  # processes cannot be started here: the HEAD threads go on
+                pool.close(timeout=1.0)
+                pool = None
+        self.pool = pool
+        if pool is not None and self._stop.is_set():  # the scan ended while they started
+            pool.close(timeout=1.0)
+            return
+        if pool is None or not pool.wait_ready(self._stop):
+            self._put(out, _DONE)  # the HEAD threads do the whole scan
+            return
+        self.stats.processes = pool.processes
+        self._retire.set()
+        while True:
+            try:
+                item = items.get(timeout=_POLL)
+            except queue.Empty:
+                if self._stop.is_set():
+                    return
+                continue
+            if item is _DONE:
+                if pool.drain(self._stop):
+                    self._put(out, _DONE)
+                return
+            assert isinstance(item, _Item)
+            if not pool.wait_for_room(self._stop):
+                return
+            required, lookup_error = self._required(item)
+            sse_c = sse_c_params(required) if isinstance(required, SSEC) else None
+            pool.submit((item, required, lookup_error), self._params(item), sse_c)
+
+    # -- one object ---------------------------------------------------------------------
 
     def recheck(self, record: ScanRecord) -> ScanRecord:
         """Inspect one object again with HeadObject (e.g. an inventory row)."""
@@ -488,39 +592,31 @@ class Scanner:
             return _failed(item, f"{type(e).__name__}: {e}", "unexpected error while inspecting")
 
     def inspect(self, item: _Item) -> ScanRecord:
+        required, lookup_error = self._required(item)
+        sse_c = sse_c_params(required) if isinstance(required, SSEC) else None
+        fetched = self._runner.fetch(self._params(item), sse_c)
+        return self._finish(item, fetched, required, lookup_error)
+
+    def _params(self, item: _Item) -> dict[str, Any]:
         params: dict[str, Any] = {"Bucket": item.bucket, "Key": item.key}
         if item.version_id is not None:
             params["VersionId"] = item.version_id
         if self.request_payer:
             params["RequestPayer"] = "requester"
-        try:
-            required: Encryption | None = self.classifier.required(item.bucket, item.key)
-            lookup_error: str | None = None
-        except BucketEncryptionLookupError as e:
-            required, lookup_error = None, str(e)
-        try:
-            head = self._head(params)
-        except (ClientError, BotoCoreError) as e:
-            kind = error_kind(e)
-            if kind == "bad-request" and "SSECustomerKey" not in params:
-                # S3 answers HEAD on an SSE-C object without its key with a bare 400.
-                if isinstance(required, SSEC):
-                    return self._inspect_sse_c(item, params, required)
-                return self._record(item, {}, Observed("SSE-C"), required, lookup_error)
-            if kind == "not-found":
-                return _failed(item, "NotFound", "deleted since it was listed")
-            return _failed(item, error_text(e), f"HeadObject failed ({kind})")
-        return self._record(item, head, observe_head(head), required, lookup_error)
+        return params
 
-    def _inspect_sse_c(self, item: _Item, params: dict[str, Any], required: SSEC) -> ScanRecord:
+    def _required(self, item: _Item) -> tuple[Encryption | None, str | None]:
         try:
-            head = self._head({**params, **sse_c_params(required)})
-        except (ClientError, BotoCoreError) as e:
-            if error_kind(e) in ("denied", "bad-request"):
-                return self._record(item, {}, Observed("SSE-C"), required, None)
-            return _failed(item, error_text(e), "HeadObject with the policy's SSE-C key failed")
-        obs = observe_head(head)
-        return self._record(item, head, obs, required, None)
+            return self.classifier.required(item.bucket, item.key), None
+        except BucketEncryptionLookupError as e:
+            return None, str(e)
+
+    def _finish(self, item: _Item, fetched: Fetched, required: Encryption | None, lookup_error: str | None) -> ScanRecord:
+        if fetched.error is not None:
+            return _failed(item, fetched.error, fetched.reason or "HeadObject failed")
+        if fetched.head is None:  # an SSE-C object its key does not open (or no key given)
+            return self._record(item, {}, Observed("SSE-C"), required, lookup_error)
+        return self._record(item, fetched.head, observe_head(fetched.head), required, lookup_error)
 
     def _record(
         self,
@@ -628,6 +724,14 @@ def make_classifier(client: Any, policy: Policy, *, kms_client: Any = None) -> C
     return Classifier(policy, s3_client=client, same_key=resolver.same_key, resolve_key=resolver.resolve)
 
 
+def _explicit_profile(session: Any) -> str | None:
+    name = getattr(session, "profile_name", None)
+    try:
+        return name if name in session.available_profiles else None
+    except Exception:
+        return None
+
+
 def make_s3_client(
     session: Any,
     *,
@@ -643,5 +747,12 @@ def make_s3_client(
         max_pool_connections=max_pool_connections,
         retries={"mode": "standard", "total_max_attempts": retries},
     )
-    return session.client("s3", endpoint_url=endpoint_url, region_name=region_name, config=config)
+    client = session.client("s3", endpoint_url=endpoint_url, region_name=region_name, config=config)
+    _SPECS[client] = S3ClientSpec(
+        region_name=client.meta.region_name,
+        endpoint_url=endpoint_url,
+        profile_name=_explicit_profile(session),
+        config=config,
+    )
+    return client
 
