@@ -44,7 +44,8 @@ _MIXIN_ID = "sse_guard.client-mixin"
 
 # Which Guard owns which event emitter: registering twice finds it here.
 _owners: weakref.WeakKeyDictionary[Any, Guard] = weakref.WeakKeyDictionary()
-_owners_lock = threading.Lock()
+# Re-entrant: a client collected while this thread holds it runs _forget, which takes it.
+_owners_lock = threading.RLock()
 
 
 @dataclass(frozen=True)
@@ -185,7 +186,9 @@ class Guard:
             session.unregister(_MIXIN_EVENT, unique_id=_MIXIN_ID)
             _release(session.get_component("event_emitter"), self)
         self._sessions.clear()
-        for binding in self._bindings:
+        with _owners_lock:
+            bindings, self._bindings = self._bindings, []
+        for binding in bindings:
             for event, uid in binding.registered:
                 binding.events.unregister(event, unique_id=uid)
             client = binding._client()
@@ -193,7 +196,6 @@ class Guard:
                 for name in _TRANSFER_METHODS:
                     client.__dict__.pop(name, None)
             _release(binding.events, self)
-        self._bindings.clear()
 
     def _claim(self, emitter: Any) -> bool:
         """True if this guard must register on ``emitter``; False if it already has."""
@@ -257,7 +259,15 @@ class Guard:
                 client.__dict__[name] = _classic_transfer(method, self)
         with _owners_lock:
             _owners[binding.events] = self
-        self._bindings.append(binding)
+            self._bindings.append(binding)
+        # A long-lived guarded session may make many short-lived clients: forget each
+        # one's binding with it, or the list would only grow.
+        weakref.finalize(client, self._forget, binding)
+
+    def _forget(self, binding: ClientBinding) -> None:
+        with _owners_lock:
+            if binding in self._bindings:
+                self._bindings.remove(binding)
 
     # -- what the handlers use ------------------------------------------------------------
 

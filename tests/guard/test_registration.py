@@ -145,3 +145,17 @@ def test_a_client_with_its_own_endpoint_resolves_aliases_there(moto_server_url: 
     guard.register(s3)
     assert guard.policy.rules[0].encryption.key_id == arn  # type: ignore[union-attr]
     assert sent and all(url.startswith(moto_server_url) for url in sent)
+
+
+def test_clients_that_go_away_leave_nothing_behind_in_the_guard(backend: Backend) -> None:
+    import gc
+
+    session = backend.session()
+    guard = sse_guard.register(session, policy=Policy())
+    for _ in range(20):
+        session.client("s3")
+    gc.collect()
+    kept = session.client("s3")
+    gc.collect()
+    assert len(guard._bindings) == 1
+    assert guard._bindings[0].client() is kept
