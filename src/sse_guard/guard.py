@@ -173,7 +173,7 @@ class Guard:
                     f"sse_guard guards S3 clients, not {target.meta.service_model.service_name}"
                 )
             if self._claim(target.meta.events):
-                self._prepare(lambda: _kms_client_like(target))
+                self._prepare(lambda: kms_client_for(target))
                 self._bind(target)
             return self
         raise ConfigurationError(
@@ -373,7 +373,7 @@ def _force_classic(config: TransferConfig | None) -> TransferConfig:
     return forced
 
 
-def _kms_client_like(client: Any) -> Any:
+def kms_client_for(client: Any) -> Any:
     """A KMS client with the S3 client's credentials, region and, for a custom endpoint
     (LocalStack, moto server: one port for every service), its endpoint.
     Pass ``kms_client=`` to ``register`` when KMS lives elsewhere."""

@@ -353,7 +353,7 @@ def _new_spool(size_hint: int = 0) -> IO[bytes]:
     # A body known to outgrow memory goes straight to disk: rolling over would copy the
     # first SPOOL_MEMORY_LIMIT bytes once more.
     if size_hint > SPOOL_MEMORY_LIMIT:
-        return tempfile.TemporaryFile()  # noqa: SIM115 - the caller owns and closes it
+        return tempfile.TemporaryFile()
     return cast("IO[bytes]", tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY_LIMIT))
 
 

@@ -699,23 +699,10 @@ def scan(
 
 def make_classifier(client: Any, policy: Policy, *, kms_client: Any = None) -> Classifier:
     """A Classifier whose policy has its KMS aliases resolved to ARNs."""
-    from ..guard import KmsKeyResolver
+    from ..guard import KmsKeyResolver, kms_client_for
 
     def factory() -> Any:
-        if kms_client is not None:
-            return kms_client
-        import boto3
-
-        creds = client._get_credentials()
-        kwargs: dict[str, Any] = {"region_name": client.meta.region_name}
-        if creds is not None:
-            frozen = creds.get_frozen_credentials()
-            kwargs.update(
-                aws_access_key_id=frozen.access_key,
-                aws_secret_access_key=frozen.secret_key,
-                aws_session_token=frozen.token,
-            )
-        return boto3.session.Session().client("kms", **kwargs)
+        return kms_client if kms_client is not None else kms_client_for(client)
 
     resolver = KmsKeyResolver(factory)
     ids = policy.kms_key_ids_to_resolve()
