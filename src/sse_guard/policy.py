@@ -165,6 +165,9 @@ class Policy:
                 return rule.encryption
         return self.default
 
+    def uses_client_side(self) -> bool:
+        return isinstance(self.default, ClientSide) or any(isinstance(r.encryption, ClientSide) for r in self.rules)
+
     def kms_key_ids_to_resolve(self) -> set[str]:
         """SSE-KMS/DSSE-KMS key ids given as aliases or bare ids.
 

@@ -85,8 +85,11 @@ class Harness:
     sse_guard: Guard = field(init=False)
 
     def __post_init__(self) -> None:
-        # follow-bucket elsewhere, fallback for lookup errors: only the rules matter here
-        self.sse_guard = Guard(Policy(on_lookup_error="fallback"))
+        # follow-bucket elsewhere, fallback for lookup errors: only the rules matter here.
+        # A guard binds the envelope handlers only when its policy has a client-side rule,
+        # and this one's rules arrive later (rule()): start with one that matches nothing.
+        never = Rule(bucket="-no-such-bucket-", encryption=ClientSide(keyring=KmsKeyring(self.key_id, client=self.kms)))
+        self.sse_guard = Guard(Policy(rules=(never,), on_lookup_error="fallback"))
         self.sse_guard.envelope = self.state
 
     def rule(self, prefix: str = "", **kwargs: Any) -> ClientSide:

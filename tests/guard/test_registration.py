@@ -159,3 +159,18 @@ def test_clients_that_go_away_leave_nothing_behind_in_the_guard(backend: Backend
     gc.collect()
     assert len(guard._bindings) == 1
     assert guard._bindings[0].client() is kept
+
+
+def test_envelope_handlers_are_bound_only_when_the_policy_has_a_client_side_rule(backend: Backend, tmp_path: Any) -> None:
+    def envelope_handlers(client: Any) -> int:
+        handlers = client.meta.events._emitter._handlers.prefix_search("before-parameter-build.s3.PutObject")
+        return sum(1 for h in handlers if getattr(getattr(h, "func", None), "__module__", "").startswith("sse_guard.envelope"))
+
+    plain = backend.client("s3")
+    sse_guard.register(plain, policy=Policy())
+    assert envelope_handlers(plain) == 0
+    (tmp_path / "k").write_bytes(b"k" * 32)
+    policy = Policy.from_dict({"rules": [{"bucket": "v*", "algorithm": "client-side", "keyring": {"type": "raw-aes", "key_file": "k"}}]}, base_dir=tmp_path)
+    encrypting = backend.client("s3")
+    sse_guard.register(encrypting, policy=policy)
+    assert envelope_handlers(encrypting) == 1
