@@ -165,13 +165,7 @@ def submit_batch(
                 AccountId=account_id,
                 ConfirmationRequired=confirmation_required,
                 Operation=operation,
-                Report={
-                    "Bucket": f"arn:aws:s3:::{report.bucket}",
-                    "Format": "Report_CSV_20180820",
-                    "Enabled": True,
-                    "Prefix": report.prefix.rstrip("/") or "sse-guard-reports",
-                    "ReportScope": "AllTasks",
-                },
+                Report=_completion_report(report),
                 ClientRequestToken=token,
                 Manifest={
                     "Spec": {"Format": "S3BatchOperations_CSV_20180820", "Fields": fields},
@@ -183,6 +177,17 @@ def submit_batch(
             )
             jobs.append({"JobId": response["JobId"], "manifest": f"s3://{where.bucket}/{key}", "etag": etag, "token": token, "objects": len(rows)})
     return jobs
+
+
+def _completion_report(report: Any) -> dict[str, Any]:
+    """Every task's outcome, as CSV, under the prefix the user named."""
+    return {
+        "Bucket": f"arn:aws:s3:::{report.bucket}",
+        "Format": "Report_CSV_20180820",
+        "Enabled": True,
+        "Prefix": report.prefix.rstrip("/") or "sse-guard-reports",
+        "ReportScope": "AllTasks",
+    }
 
 
 def submit_generated_batch(
@@ -209,13 +214,7 @@ def submit_generated_batch(
         AccountId=account_id,
         ConfirmationRequired=confirmation_required,
         Operation=operation,
-        Report={
-            "Bucket": f"arn:aws:s3:::{report.bucket}",
-            "Format": "Report_CSV_20180820",
-            "Enabled": True,
-            "Prefix": report.prefix.rstrip("/") or "sse-guard-reports",
-            "ReportScope": "AllTasks",
-        },
+        Report=_completion_report(report),
         ClientRequestToken=token,
         ManifestGenerator={
             "S3JobManifestGenerator": {
