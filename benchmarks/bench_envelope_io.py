@@ -1,12 +1,14 @@
 """End-to-end I/O cost of client-side encryption: guarded vs plain boto3 vs the official client.
 
 Run: .venv/bin/python benchmarks/bench_envelope_io.py [--sizes 8,64,256] [--rounds 7]
-     [--no-official] [--no-rss] [--rss-mib 256]
+     [--no-official] [--no-rss] [--rss-mib 256] [--keyring kms|raw-aes]
 
 Everything talks to one moto server running in its own process on 127.0.0.1 (a free
 port), S3 and KMS alike. Both encrypting clients use a KMS keyring on a key created in
 that server's KMS, so both pay the same KMS calls (one GenerateDataKey per put, one
-Decrypt per get).
+Decrypt per get). ``--keyring raw-aes`` gives sse_guard a raw AES wrapping key instead
+(no KMS call at all), which separates what the envelope costs from what KMS costs:
+moto serves KMS from the same process, and on a shared core, as the S3 body it streams.
 
 Wall time (one process, rounds alternate the order plain / guarded / official so that
 drift on a shared machine hits all of them), per size:
@@ -52,12 +54,13 @@ TARGET_RSS_MIB = 64.0
 OFFICIAL_REFERENCE = {"put": "1.35-1.69x", "upload": "n/a", "get": "2.2-5.2x"}
 OFFICIAL_RSS_REFERENCE = {"put": "+266", "upload": "n/a", "get": "+1,035"}
 READ_CHUNK = MiB
+KEYRING = "kms"  # sse_guard's keyring (--keyring); the official client always uses KMS
 
 
 # -- clients -----------------------------------------------------------------------------
 
 
-def make_clients(endpoint: str, key_arn: str, modes: tuple[str, ...]) -> dict[str, Any]:
+def make_clients(endpoint: str, key_arn: str, modes: tuple[str, ...], keyring: str | None = None) -> dict[str, Any]:
     """One S3 client per mode, each its own (the encrypting ones register handlers on it)."""
     import boto3
 
@@ -71,16 +74,14 @@ def make_clients(endpoint: str, key_arn: str, modes: tuple[str, ...]) -> dict[st
         import sse_guard
 
         kms = boto3.client("kms", endpoint_url=endpoint, region_name="us-east-1")
+        spec: dict[str, Any] = {"type": "kms", "key_id": key_arn}
+        if (keyring or KEYRING) == "raw-aes":
+            # A fixed key: parent and children must read each other's objects.
+            spec = {"type": "raw-aes", "key_file": str(_raw_key_file())}
         policy = sse_guard.Policy.from_dict(
             {
                 "mode": "enforce",
-                "rules": [
-                    {
-                        "bucket": BUCKET,
-                        "algorithm": "client-side",
-                        "keyring": {"type": "kms", "key_id": key_arn},
-                    }
-                ],
+                "rules": [{"bucket": BUCKET, "algorithm": "client-side", "keyring": spec}],
             }
         )
         client = s3()
@@ -96,6 +97,13 @@ def make_clients(endpoint: str, key_arn: str, modes: tuple[str, ...]) -> dict[st
             config=S3EncryptionClientConfig(keyring=KmsKeyring(kms_client=kms, kms_key_id=key_arn)),
         )
     return clients
+
+
+def _raw_key_file() -> Path:
+    path = Path(tempfile.gettempdir()) / "bench_envelope_io-raw-aes.key"
+    if not path.exists():
+        path.write_bytes(hashlib.sha256(b"bench_envelope_io").digest())
+    return path
 
 
 def supported(mode: str, op: str) -> bool:
@@ -153,7 +161,7 @@ def child(args: argparse.Namespace) -> None:
 
     import sse_guard  # noqa: F401
 
-    client = make_clients(args.endpoint, args.key_arn, (args.mode,))[args.mode]
+    client = make_clients(args.endpoint, args.key_arn, (args.mode,), args.keyring)[args.mode]
     source, out = Path(args.source), Path(args.out)
     out.unlink(missing_ok=True)
     before = _vm("VmRSS")
@@ -224,6 +232,7 @@ def run_child(
     ]
     if trace:
         cmd.append("--trace")
+    cmd += ["--keyring", KEYRING]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     for line in proc.stdout.splitlines():
         if line.startswith("RESULT "):
@@ -426,6 +435,10 @@ def main() -> None:
     parser.add_argument("--no-timing", action="store_true", help="only the peak-RSS children")
     parser.add_argument("--rss-mib", type=int, default=256)
     parser.add_argument("--trace", action="store_true", help="tracemalloc peak in the RSS children")
+    parser.add_argument(
+        "--keyring", choices=("kms", "raw-aes"), default="kms",
+        help="sse_guard's keyring: kms (default, as the official client) or raw-aes (no KMS call)",
+    )
     # child-only
     parser.add_argument("--child", choices=OPS, help=argparse.SUPPRESS)
     parser.add_argument("--mode", choices=MODES, help=argparse.SUPPRESS)
@@ -436,6 +449,8 @@ def main() -> None:
     parser.add_argument("--out", help=argparse.SUPPRESS)
     parser.add_argument("--profile", help="(child) write a cProfile of the operation here")
     args = parser.parse_args()
+    global KEYRING
+    KEYRING = args.keyring
     fake_aws_env()
     if args.child:
         child(args)
@@ -450,7 +465,8 @@ def main() -> None:
         key_arn = setup_server(endpoint)
         print(f"moto server {endpoint}; KMS key {key_arn}")
         print(
-            f"modes {', '.join(modes)}; sizes {sizes} MiB; {args.rounds} rounds; python {sys.version.split()[0]}"
+            f"modes {', '.join(modes)}; sizes {sizes} MiB; {args.rounds} rounds; "
+            f"sse_guard keyring {KEYRING}; python {sys.version.split()[0]}"
         )
         for size in sizes:
             write_random(work / f"src-{size}", size)

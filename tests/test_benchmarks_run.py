@@ -15,7 +15,10 @@ BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
 QUICK = {
     "bench_guard.py": (["--rounds", "2", "--calls", "20"], ["guarded/plain CPU median ratio", "1 GetBucketEncryption"]),
     "bench_envelope.py": (["--mib", "2", "--repeat", "1", "--no-official"], ["% of raw"]),
-    "bench_envelope_io.py": (["--sizes", "1", "--rounds", "1", "--no-official", "--no-rss"], ["get         1"]),
+    "bench_envelope_io.py": (
+        ["--sizes", "1", "--rounds", "1", "--no-official", "--rss-mib", "1", "--keyring", "raw-aes"],
+        ["get         1", "sse_guard keyring raw-aes", "Peak RSS of one 1 MiB operation"],
+    ),
     "bench_scan.py": (
         ["--objects", "60", "--sequential-objects", "5", "--latency-ms", "1", "--rows", "2000", "--small-rows", "200"],
         ["scan ratio:", "rows/s", "peak traced memory"],

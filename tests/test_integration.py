@@ -146,6 +146,18 @@ def test_an_upload_over_gcms_limit_is_refused_before_anything_is_sent(setup: tup
     assert wire.sent == []
 
 
+def test_the_64_gib_preflight_is_for_uploads_only(setup: tuple[Any, str, str], tmp_path: Path) -> None:
+    s3, bucket, _ = setup
+    s3.put_object(Bucket=bucket, Key="vault/small", Body=b"small")
+    target = tmp_path / "sparse.bin"
+    with target.open("wb") as f:
+        f.truncate(65 * 1024**3)  # a sparse destination larger than GCM's limit
+    with target.open("r+b") as f:
+        s3.download_fileobj(bucket, "vault/small", f)
+    with target.open("rb") as f:
+        assert f.read(5) == b"small"
+
+
 class _DropsMidway:
     """A response body whose connection breaks after ``after`` bytes."""
 

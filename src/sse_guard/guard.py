@@ -30,6 +30,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from . import handlers
 from .bucket_defaults import BucketDefaultsCache, fetch_bucket_default
 from .envelope.cipher import GCM_MAX_PLAINTEXT
+from .envelope.handlers import LENGTH_HINT
 from .errors import ConfigurationError, EncryptionError
 from .policy import BucketDefault, Mode, Policy, is_kms_arn
 from .settings import ClientSide
@@ -39,6 +40,7 @@ __all__ = ["Guard", "GuardStats", "register"]
 logger = logging.getLogger("sse_guard")
 
 _TRANSFER_METHODS = ("upload_file", "upload_fileobj", "download_file", "download_fileobj", "copy")
+_UPLOAD_METHODS = ("upload_file", "upload_fileobj")
 _MIXIN_EVENT = "creating-client-class.s3"
 _MIXIN_ID = "sse_guard.client-mixin"
 
@@ -315,22 +317,26 @@ def _classic_transfer(method: Callable[..., Any], guard: Guard) -> Callable[...,
     deems optimised, and that client sends requests without firing any botocore event.
     """
     signature = inspect.signature(method)
+    upload = method.__name__ in _UPLOAD_METHODS
 
     @functools.wraps(method)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         bound = signature.bind(*args, **kwargs)
         bound.arguments["Config"] = _force_classic(bound.arguments.get("Config"))
-        _refuse_oversized_client_side(guard, bound.arguments)
+        if upload:
+            _prepare_client_side_upload(guard, bound.arguments)
         return method(*bound.args, **bound.kwargs)
 
     return wrapper
 
 
-def _refuse_oversized_client_side(guard: Guard, arguments: Mapping[str, Any]) -> None:
-    """An upload too large for one GCM stream is refused before its first part is sent.
+def _prepare_client_side_upload(guard: Guard, arguments: dict[str, Any]) -> None:
+    """Refuse an upload too large for one GCM stream before its first part is sent, and
+    announce the plaintext length so that the tag can travel in the last part.
 
     CreateMultipartUpload carries no size, so the envelope handlers alone would notice
-    only at the part that crosses the limit.
+    the limit only at the part that crosses it, and could not tell the last part from
+    the others when it is full-sized.
     """
     bucket, key = arguments.get("Bucket"), arguments.get("Key")
     if not isinstance(bucket, str) or not isinstance(key, str):
@@ -338,11 +344,17 @@ def _refuse_oversized_client_side(guard: Guard, arguments: Mapping[str, Any]) ->
     if not isinstance(guard.policy.rule_for(bucket, key), ClientSide):
         return
     size = _upload_size(arguments)
-    if size is not None and size > GCM_MAX_PLAINTEXT:
+    if size is None:
+        return
+    if size > GCM_MAX_PLAINTEXT:
         raise EncryptionError(
             f"s3://{bucket}/{key}: {size} bytes exceed AES-GCM's 64 GiB limit for one "
             "client-side encrypted object; nothing was sent"
         )
+    if guard.mode != "audit":  # audit writes go out as they are: no hint to remove
+        extra = dict(arguments.get("ExtraArgs") or {})
+        extra["Metadata"] = {**(extra.get("Metadata") or {}), LENGTH_HINT: str(size)}
+        arguments["ExtraArgs"] = extra
 
 
 def _upload_size(arguments: Mapping[str, Any]) -> int | None:

@@ -48,8 +48,12 @@ TAMPERS = {
 
 @pytest.mark.parametrize("tamper", sorted(TAMPERS))
 def test_tampered_v3_object_is_refused(harness: Harness, tamper: str) -> None:
+    assert_tampered_get_is_refused(harness, tamper, 70_000)
+
+
+def assert_tampered_get_is_refused(harness: Harness, tamper: str, size: int) -> None:
     harness.rule()
-    harness.s3.put_object(Bucket=harness.bucket, Key="o", Body=os.urandom(70_000))
+    harness.s3.put_object(Bucket=harness.bucket, Key="o", Body=os.urandom(size))
     body, metadata = raw_object(harness, "o")
     body, metadata = TAMPERS[tamper](body, metadata)
     put_raw(harness, "o", body, metadata)
@@ -210,3 +214,125 @@ def test_managed_multipart_copy_keeps_the_tag(harness: Harness) -> None:
     assert harness.s3.get_object(Bucket=harness.bucket, Key="dst")["Body"].read() == data
 
 
+
+
+LARGE_TAMPERS = ["body", "tag", "truncated", "extended", "wrapped key", "commitment"]
+
+
+@pytest.mark.parametrize("size", [3 * 1024 * 1024, 9 * 1024 * 1024 + 1])  # memory; temp file
+@pytest.mark.parametrize("tamper", LARGE_TAMPERS)
+def test_tampered_large_object_is_refused(harness: Harness, tamper: str, size: int) -> None:
+    # Large bodies take the other path: the key is unwrapped while the body downloads.
+    assert_tampered_get_is_refused(harness, tamper, size)
+
+
+def test_wrong_keyring_is_refused_for_a_large_object(harness: Harness) -> None:
+    harness.rule(keyring=RawAesKeyring(os.urandom(32)))
+    harness.s3.put_object(Bucket=harness.bucket, Key="a", Body=os.urandom(3 * 1024 * 1024))
+    harness.rule(keyring=RawAesKeyring(os.urandom(32)))
+    with pytest.raises(DecryptionError):
+        harness.s3.get_object(Bucket=harness.bucket, Key="a")
+
+
+def test_a_connection_dropped_while_the_key_is_unwrapped_is_the_network_error(harness: Harness) -> None:
+    import threading
+    from dataclasses import dataclass
+    from typing import Any
+
+    from botocore.exceptions import IncompleteReadError
+
+    dropped = threading.Event()
+
+    class DropsAfterOneChunk:
+        def __init__(self, body: Any) -> None:
+            self._body, self._reads = body, 0
+
+        def read(self, size: int = -1) -> bytes:
+            self._reads += 1
+            if self._reads > 1:
+                dropped.set()
+                raise IncompleteReadError(actual_bytes=0, expected_bytes=1)
+            data: bytes = self._body.read(size)
+            return data
+
+        def close(self) -> None:
+            self._body.close()
+
+    @dataclass(frozen=True, eq=False)
+    class UnwrapsAfterTheDrop:
+        inner: RawAesKeyring
+
+        def generate_data_key(self, **kwargs: Any) -> Any:
+            return self.inner.generate_data_key(**kwargs)
+
+        def wrap_data_key(self, plaintext: bytes, **kwargs: Any) -> Any:
+            return self.inner.wrap_data_key(plaintext, **kwargs)
+
+        def unwrap_data_key(self, header: Any, *, context: Any) -> bytes:
+            assert dropped.wait(timeout=10)
+            return self.inner.unwrap_data_key(header, context=context)
+
+    raw = RawAesKeyring(os.urandom(32))
+    harness.rule(keyring=raw)
+    harness.s3.put_object(Bucket=harness.bucket, Key="d", Body=os.urandom(4 * 1024 * 1024))
+    reader = harness.new_guarded_client()
+    harness.rule(keyring=UnwrapsAfterTheDrop(raw))
+
+    def break_body(parsed: dict[str, Any], **kwargs: Any) -> None:
+        if "Body" in parsed:
+            parsed["Body"] = DropsAfterOneChunk(parsed["Body"])
+
+    reader.meta.events.register_first("after-call.s3.GetObject", break_body)
+    with pytest.raises(IncompleteReadError):  # retryable, not DecryptionError
+        reader.get_object(Bucket=harness.bucket, Key="d")
+    assert dropped.is_set()
+
+
+def test_the_tag_replaces_the_response_checksum(harness: Harness) -> None:
+    from backends import Wire
+
+    wire = Wire()
+    wire.attach(harness.s3)
+    harness.rule()
+    harness.s3.put_object(Bucket=harness.bucket, Key="c", Body=b"c" * 5000)
+    harness.s3.get_object(Bucket=harness.bucket, Key="c")["Body"].read()
+    assert "x-amz-checksum-mode" not in wire.last("GetObject").headers
+    harness.rule(unsafe_allow_plaintext=True)  # may read plaintext: keep the CRC
+    harness.s3.get_object(Bucket=harness.bucket, Key="c")["Body"].read()
+    assert wire.last("GetObject").headers["x-amz-checksum-mode"] == "ENABLED"
+    # And an unguarded read of the same client's bucket keeps it too.
+    plain = Wire()
+    client = plain.attach(harness.plain_client())
+    client.get_object(Bucket=harness.bucket, Key="c")["Body"].read()
+    assert plain.last("GetObject").headers["x-amz-checksum-mode"] == "ENABLED"
+
+
+@pytest.mark.parametrize("size", [70_000, 3 * 1024 * 1024, 9 * 1024 * 1024 + 1])
+def test_a_body_corrupted_in_transit_is_a_decryption_error(harness: Harness, size: int) -> None:
+    from typing import Any
+
+    harness.rule()
+    harness.s3.put_object(Bucket=harness.bucket, Key="t", Body=os.urandom(size))
+
+    class FlipsOneByte:
+        def __init__(self, body: Any) -> None:
+            self._body, self._done = body, False
+
+        def read(self, n: int = -1) -> bytes:
+            data: bytes = self._body.read(n)
+            if data and not self._done:
+                self._done = True
+                return bytes([data[0] ^ 1]) + data[1:]
+            return data
+
+        def close(self) -> None:
+            self._body.close()
+
+    def corrupt(parsed: dict[str, Any], **kwargs: Any) -> None:
+        if "Body" in parsed:
+            parsed["Body"] = FlipsOneByte(parsed["Body"])
+
+    harness.s3.meta.events.register_first("after-call.s3.GetObject", corrupt, unique_id="corrupt")
+    with pytest.raises(DecryptionError) as info:
+        harness.s3.get_object(Bucket=harness.bucket, Key="t")
+    assert str(info.value) == "client-side decryption failed"

@@ -139,3 +139,123 @@ def test_many_threads_upload_concurrently(harness: Harness, tmp_path: Path) -> N
         list(pool.map(lambda n: harness.s3.upload_file(str(tmp_path / n), harness.bucket, n, Config=CONFIG), blobs))
     for name, blob in blobs.items():
         assert harness.s3.get_object(Bucket=harness.bucket, Key=name)["Body"].read() == blob
+
+
+# -- the tag rides in the last part; each part's checksum comes from the absorbing pass ------
+
+import base64  # noqa: E402
+import hashlib  # noqa: E402
+import zlib  # noqa: E402
+from typing import Any  # noqa: E402
+
+from botocore.config import Config  # noqa: E402
+
+from backends import Wire  # noqa: E402
+
+
+def _wire_parts(wire: Wire, key: str) -> list[Any]:
+    return sorted(wire.of("UploadPart", key=key), key=lambda r: int(r.url.split("partNumber=")[1].split("&")[0]))
+
+
+def _part_sizes(wire: Wire, key: str) -> list[int]:
+    return [int(r.headers["content-length"]) for r in _wire_parts(wire, key)]
+
+
+def test_a_full_sized_last_part_carries_the_tag_no_extra_part(harness: Harness, tmp_path: Path, wire: Wire) -> None:
+    harness.rule()
+    wire.attach(harness.s3)
+    data = os.urandom(10 * MiB)  # two full parts: the size says which one is last
+    (tmp_path / "src").write_bytes(data)
+    harness.s3.upload_file(str(tmp_path / "src"), harness.bucket, "even", Config=CONFIG)
+    assert _part_sizes(wire, "even") == [5 * MiB, 5 * MiB + 16]
+    stored, _ = raw_object(harness, "even")
+    assert len(stored) == len(data) + 16
+    assert harness.s3.get_object(Bucket=harness.bucket, Key="even")["Body"].read() == data
+
+
+def test_upload_fileobj_of_a_seekable_stream_also_carries_the_tag_in_its_last_part(harness: Harness, wire: Wire) -> None:
+    import io
+
+    harness.rule()
+    wire.attach(harness.s3)
+    data = os.urandom(10 * MiB)
+    harness.s3.upload_fileobj(io.BytesIO(data), harness.bucket, "fo", Config=CONFIG)
+    assert _part_sizes(wire, "fo") == [5 * MiB, 5 * MiB + 16]
+    assert harness.s3.get_object(Bucket=harness.bucket, Key="fo")["Body"].read() == data
+
+
+@pytest.mark.parametrize("algorithm", [None, "CRC32", "SHA256", "SHA1"])
+def test_each_part_checksum_is_over_the_ciphertext_sent(
+    harness: Harness, tmp_path: Path, wire: Wire, algorithm: str | None
+) -> None:
+    harness.rule()
+    wire.attach(harness.s3)
+    data = os.urandom(12 * MiB + 5)
+    (tmp_path / "src").write_bytes(data)
+    extra = {"ChecksumAlgorithm": algorithm} if algorithm else None
+    harness.s3.upload_file(str(tmp_path / "src"), harness.bucket, "sum", ExtraArgs=extra, Config=CONFIG)
+    stored, _ = raw_object(harness, "sum")
+    name = (algorithm or "CRC32").lower()
+    offset = 0
+    for sent in _wire_parts(wire, "sum"):
+        size = int(sent.headers["content-length"])
+        piece = stored[offset : offset + size]
+        offset += size
+        digest = zlib.crc32(piece).to_bytes(4, "big") if name == "crc32" else hashlib.new(name, piece).digest()
+        assert sent.headers[f"x-amz-checksum-{name}"] == base64.b64encode(digest).decode()
+        assert [h for h in sent.headers if h.startswith("x-amz-checksum-")] == [f"x-amz-checksum-{name}"]
+    assert offset == len(stored)
+    assert harness.s3.get_object(Bucket=harness.bucket, Key="sum")["Body"].read() == data
+
+
+def test_a_client_that_computes_checksums_only_when_required_gets_none_on_parts(
+    harness: Harness, tmp_path: Path, wire: Wire
+) -> None:
+    harness.rule()
+    client = harness.guard(harness.backend.client("s3", config=Config(request_checksum_calculation="when_required")))
+    wire.attach(client)
+    data = os.urandom(11 * MiB)
+    (tmp_path / "src").write_bytes(data)
+    client.upload_file(str(tmp_path / "src"), harness.bucket, "nosum", Config=CONFIG)
+    parts = _wire_parts(wire, "nosum")
+    assert len(parts) == 3
+    assert all(not h.startswith("x-amz-checksum-") for p in parts for h in p.headers)
+    assert client.get_object(Bucket=harness.bucket, Key="nosum")["Body"].read() == data
+
+
+@pytest.mark.parametrize("size", [1000, 11 * MiB])  # PutObject; multipart
+def test_the_length_hint_never_reaches_the_wire_or_the_object(
+    harness: Harness, tmp_path: Path, wire: Wire, size: int
+) -> None:
+    harness.rule()
+    wire.attach(harness.s3)
+    (tmp_path / "src").write_bytes(os.urandom(size))
+    harness.s3.upload_file(
+        str(tmp_path / "src"), harness.bucket, "h", ExtraArgs={"Metadata": {"owner": "me"}}, Config=CONFIG
+    )
+    assert wire.sent
+    assert not [h for r in wire.sent for h in r.headers if "sse-guard" in h]
+    metadata = harness.plain_client().head_object(Bucket=harness.bucket, Key="h")["Metadata"]
+    assert metadata["owner"] == "me"
+    assert not [k for k in metadata if "sse-guard" in k]
+
+
+def test_an_announced_length_shorter_than_the_parts_fails_instead_of_storing_a_wrong_object() -> None:
+    from sse_guard.envelope.cipher import ContentKey
+    from sse_guard.envelope.multipart import MultipartEncryption
+
+    mp = MultipartEncryption(ContentKey(os.urandom(32), os.urandom(12)), plaintext_length=5 * MiB)
+    assert len(mp.encrypt_part(1, os.urandom(5 * MiB)).read()) == 5 * MiB + 16  # the tag is in
+    with pytest.raises(EncryptionError, match="after the final part"):
+        mp.encrypt_part(2, os.urandom(5 * MiB))
+
+
+def test_an_announced_length_longer_than_the_parts_falls_back_to_a_tag_part() -> None:
+    from sse_guard.envelope.cipher import ContentKey
+    from sse_guard.envelope.multipart import MultipartEncryption
+
+    mp = MultipartEncryption(ContentKey(os.urandom(32), os.urandom(12)), plaintext_length=15 * MiB)
+    assert len(mp.encrypt_part(1, os.urandom(5 * MiB)).read()) == 5 * MiB
+    assert len(mp.encrypt_part(2, os.urandom(5 * MiB)).read()) == 5 * MiB
+    extra = mp.finish([1, 2])
+    assert extra is not None and extra[0] == 3 and len(extra[1]) == 16

@@ -98,3 +98,103 @@ def test_empty_object_round_trips(harness: Harness) -> None:
     harness.s3.put_object(Bucket=harness.bucket, Key="e", Body=b"")
     assert len(raw_object(harness, "e")[0]) == 16
     assert harness.s3.get_object(Bucket=harness.bucket, Key="e")["Body"].read() == b""
+
+
+# -- the key unwrap runs beside the download --------------------------------------------------
+
+import threading  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+from typing import Any  # noqa: E402
+
+from sse_guard.envelope.format import EnvelopeHeader  # noqa: E402
+
+MiB = 1024 * 1024
+
+
+class _CountingBody:
+    """The raw GetObject body, noting when its first bytes have been read."""
+
+    def __init__(self, body: Any, first_read: threading.Event) -> None:
+        self._body, self._first_read = body, first_read
+
+    def read(self, size: int = -1) -> bytes:
+        data: bytes = self._body.read(size)
+        self._first_read.set()
+        return data
+
+    def close(self) -> None:
+        self._body.close()
+
+
+@dataclass(frozen=True, eq=False)
+class _WaitsForTheBody:
+    """Unwraps only once the body is being read: a guard that unwrapped before reading
+    would wait here until the timeout and fail."""
+
+    inner: RawAesKeyring
+    first_read: threading.Event
+    seen: list[tuple[str, Any]] = field(default_factory=list)
+
+    def generate_data_key(self, **kwargs: Any) -> Any:
+        return self.inner.generate_data_key(**kwargs)
+
+    def wrap_data_key(self, plaintext: bytes, **kwargs: Any) -> Any:
+        return self.inner.wrap_data_key(plaintext, **kwargs)
+
+    def unwrap_data_key(self, header: EnvelopeHeader, *, context: Any) -> bytes:
+        started = self.first_read.wait(timeout=10)
+        self.seen.append((threading.current_thread().name, started))
+        if not started:
+            raise RuntimeError("the body was not read while the key was unwrapped")
+        return self.inner.unwrap_data_key(header, context=context)
+
+
+def _count_body_reads(s3: Any) -> threading.Event:
+    first_read = threading.Event()
+
+    def wrap(parsed: dict[str, Any], **kwargs: Any) -> None:
+        if "Body" in parsed:
+            parsed["Body"] = _CountingBody(parsed["Body"], first_read)
+
+    s3.meta.events.register_first("after-call.s3.GetObject", wrap)
+    return first_read
+
+
+@pytest.mark.parametrize("size", [3 * MiB, 9 * MiB + 3])  # in memory; spooled to a file
+def test_a_large_get_unwraps_the_key_while_the_body_downloads(harness: Harness, size: int) -> None:
+    raw = RawAesKeyring(os.urandom(32))
+    harness.rule(keyring=raw)
+    data = os.urandom(size)
+    harness.s3.put_object(Bucket=harness.bucket, Key="big", Body=data)
+    reader = harness.new_guarded_client()
+    keyring = _WaitsForTheBody(raw, _count_body_reads(reader))
+    harness.rule(keyring=keyring)
+    assert reader.get_object(Bucket=harness.bucket, Key="big")["Body"].read() == data
+    assert keyring.seen == [("sse-guard-unwrap", True)]
+
+
+def test_a_small_get_unwraps_on_the_callers_thread(harness: Harness) -> None:
+    raw = RawAesKeyring(os.urandom(32))
+    harness.rule(keyring=raw)
+    harness.s3.put_object(Bucket=harness.bucket, Key="small", Body=b"s" * 1000)
+    first_read = threading.Event()
+    first_read.set()  # a small body arrives with the headers: nothing to overlap
+    keyring = _WaitsForTheBody(raw, first_read)
+    harness.rule(keyring=keyring)
+    assert harness.s3.get_object(Bucket=harness.bucket, Key="small")["Body"].read() == b"s" * 1000
+    assert keyring.seen == [(threading.current_thread().name, True)]
+
+
+def test_a_get_reads_memory_spool_ranges_and_positions(harness: Harness) -> None:
+    harness.rule()
+    data = os.urandom(2 * MiB + 7)
+    harness.s3.put_object(Bucket=harness.bucket, Key="m", Body=data)
+    body = harness.s3.get_object(Bucket=harness.bucket, Key="m")["Body"]
+    assert body.read(10) == data[:10]
+    assert body.read(MiB) == data[10 : MiB + 10]
+    assert body.read() == data[MiB + 10 :]
+    assert body.read() == b""
+    body.close()
+    ranged = harness.s3.get_object(Bucket=harness.bucket, Key="m", Range="bytes=100-199")
+    assert ranged["Body"].read() == data[100:200]
+    assert ranged["ContentRange"] == f"bytes 100-199/{len(data)}"

@@ -26,10 +26,12 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from ..errors import EncryptionError
 from ._errors import decryption_failure, translate_decryption_errors
+from .spool import SPOOL_MEMORY_LIMIT, MemorySpool, RawReader, new_spool, resolve_seek
 
 __all__ = [
     "CHUNK_SIZE",
     "GCM_MAX_PLAINTEXT",
+    "READ_SIZE",
     "SPOOL_MEMORY_LIMIT",
     "TAG_BYTES",
     "V3_AAD",
@@ -46,13 +48,11 @@ __all__ = [
     "verify_commitment",
 ]
 
-CHUNK_SIZE = 64 * 1024
+CHUNK_SIZE = 1024 * 1024
 TAG_BYTES = 16
 BLOCK = 16
 # NIST SP 800-38D: at most 2^39 - 256 bits of plaintext per (key, IV).
 GCM_MAX_PLAINTEXT = (2**39 - 256) // 8
-# Decrypted output is kept in memory up to this size, then rolls over to a temp file.
-SPOOL_MEMORY_LIMIT = 8 * 1024 * 1024
 
 V3_IV = b"\x01" * 12
 V3_AAD = b"\x00\x73"  # suite id 115, also the HKDF info prefix
@@ -209,7 +209,7 @@ def _seekable_extent(body: Any) -> tuple[int | None, int | None]:
     return start, end - start
 
 
-class EncryptingStream(io.RawIOBase):
+class EncryptingStream(RawReader):
     """A seekable, readable view of ``encrypt(plaintext) || trailer``.
 
     Reading produces ciphertext chunk by chunk; seeking back (a retry, a checksum pass)
@@ -247,9 +247,6 @@ class EncryptingStream(io.RawIOBase):
     def __len__(self) -> int:
         return self._length
 
-    def readable(self) -> bool:
-        return True
-
     def seekable(self) -> bool:
         return True
 
@@ -257,19 +254,9 @@ class EncryptingStream(io.RawIOBase):
         return self._pos
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        if whence == io.SEEK_SET:
-            target = offset
-        elif whence == io.SEEK_CUR:
-            target = self._pos + offset
-        elif whence == io.SEEK_END:
-            target = self._length + offset
-        else:
-            raise ValueError(f"invalid whence {whence}")
-        if target < 0:
-            raise ValueError("negative seek position")
         # Seeking is free; the cipher catches up (or restarts) on the next read.
-        self._pos = target
-        return target
+        self._pos = resolve_seek(offset, whence, self._pos, self._length)
+        return self._pos
 
     def _restart(self) -> None:
         self._cipher = self._make_cipher()
@@ -327,11 +314,6 @@ class EncryptingStream(io.RawIOBase):
         self._pos += len(data)
         return data
 
-    def readinto(self, buffer: Any) -> int:
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
-
     # s3transfer toggles progress callbacks on the body it handed to botocore; pass the
     # signal to its ReadFileChunk underneath so progress is still reported.
     def signal_transferring(self) -> None:
@@ -347,14 +329,6 @@ class EncryptingStream(io.RawIOBase):
     def close(self) -> None:
         self._source.close()
         super().close()
-
-
-def _new_spool(size_hint: int = 0) -> IO[bytes]:
-    # A body known to outgrow memory goes straight to disk: rolling over would copy the
-    # first SPOOL_MEMORY_LIMIT bytes once more.
-    if size_hint > SPOOL_MEMORY_LIMIT:
-        return tempfile.TemporaryFile()
-    return cast("IO[bytes]", tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY_LIMIT))
 
 
 READ_SIZE = 1024 * 1024
@@ -380,7 +354,7 @@ def decrypt_gcm_to_spool(
     content: ContentKey,
     ciphertext_length: int,
     *,
-    spool_factory: Callable[[int], IO[bytes]] = _new_spool,
+    spool_factory: Callable[[int], IO[bytes]] = new_spool,
 ) -> tuple[IO[bytes], int]:
     """Decrypt and authenticate a whole GCM body; return (spool at 0, plaintext length).
 
@@ -390,25 +364,17 @@ def decrypt_gcm_to_spool(
     if ciphertext_length < TAG_BYTES:
         decryption_failure()
     body_length = ciphertext_length - TAG_BYTES
-    spool = spool_factory(body_length)
+    in_memory = spool_factory is new_spool and body_length <= SPOOL_MEMORY_LIMIT
+    spool = MemorySpool(body_length) if in_memory else spool_factory(body_length)
     try:
         with translate_decryption_errors():
             decryptor = content.gcm_decryptor()
-            # One update_into and one write per read: the spool's writes, not AES, were
-            # the cost of a large GET.
-            out = bytearray(READ_SIZE + BLOCK)
-            out_view = memoryview(out)
-            held = bytearray()
-
-            def sink(chunk: bytes) -> None:
-                nonlocal out, out_view
-                if len(chunk) + BLOCK > len(out):
-                    out = bytearray(len(chunk) + BLOCK)
-                    out_view = memoryview(out)
-                n = decryptor.update_into(chunk, out)
-                spool.write(out_view[:n])
-
+            if isinstance(spool, MemorySpool):
+                sink = _decrypt_in_place(decryptor, spool)
+            else:
+                sink = _decrypt_through_buffer(decryptor, spool)
             _read_exact(read, body_length, sink)
+            held = bytearray()
             _read_exact(read, TAG_BYTES, held.extend)
             _ensure_drained(read)
             decryptor.finalize_with_tag(bytes(held))
@@ -416,7 +382,34 @@ def decrypt_gcm_to_spool(
         spool.close()
         raise
     spool.seek(0)
-    return spool, body_length
+    return cast("IO[bytes]", spool), body_length
+
+
+def _decrypt_in_place(decryptor: Any, spool: MemorySpool) -> Callable[[bytes], None]:
+    written = 0
+
+    def sink(chunk: bytes) -> None:
+        nonlocal written
+        written += decryptor.update_into(chunk, spool.window(written))
+
+    return sink
+
+
+def _decrypt_through_buffer(decryptor: Any, spool: IO[bytes]) -> Callable[[bytes], None]:
+    # One update_into and one write per read: the spool's writes, not AES, were the
+    # cost of a large GET.
+    out = bytearray(READ_SIZE + BLOCK)
+    out_view = memoryview(out)
+
+    def sink(chunk: bytes) -> None:
+        nonlocal out, out_view
+        if len(chunk) + BLOCK > len(out):
+            out = bytearray(len(chunk) + BLOCK)
+            out_view = memoryview(out)
+        n = decryptor.update_into(chunk, out)
+        spool.write(out_view[:n])
+
+    return sink
 
 
 def decrypt_cbc_to_spool(
@@ -425,7 +418,7 @@ def decrypt_cbc_to_spool(
     """Legacy AES-CBC/PKCS#7 body (unauthenticated: only behind ``unsafe_allow_legacy``)."""
     if ciphertext_length <= 0 or ciphertext_length % BLOCK:
         decryption_failure()
-    spool = _new_spool()
+    spool = new_spool()
     try:
         with translate_decryption_errors():
             decryptor = Cipher(algorithms.AES(content.key), modes.CBC(content.iv)).decryptor()
@@ -450,7 +443,7 @@ def decrypt_cbc_to_spool(
     return spool, written
 
 
-class UnauthenticatedReader(io.RawIOBase):
+class UnauthenticatedReader(RawReader):
     """Releases GCM plaintext as it arrives and checks the tag only at the end.
 
     Only for ``unsafe_unauthenticated_streaming``: a tampered object yields plaintext an
@@ -469,9 +462,6 @@ class UnauthenticatedReader(io.RawIOBase):
         with translate_decryption_errors():
             self._decryptor = content.gcm_decryptor()
         self._finished = False
-
-    def readable(self) -> bool:
-        return True
 
     def read(self, size: int | None = -1) -> bytes:
         if self._finished:
@@ -494,13 +484,8 @@ class UnauthenticatedReader(io.RawIOBase):
                 self._decryptor.finalize_with_tag(bytes(held))
         return b"".join(pieces)
 
-    def readinto(self, buffer: Any) -> int:
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
 
-
-class CtrRangeReader(io.RawIOBase):
+class CtrRangeReader(RawReader):
     """Decrypts a block-aligned byte range of a GCM body with AES-CTR (unauthenticated).
 
     Only for ``unsafe_allow_ranged_get``. ``wire_start`` is a multiple of 16; the first
@@ -527,9 +512,6 @@ class CtrRangeReader(io.RawIOBase):
         self._skip = skip
         self._keep = keep
 
-    def readable(self) -> bool:
-        return True
-
     def read(self, size: int | None = -1) -> bytes:
         want = self._keep if size is None or size < 0 else min(size, self._keep)
         pieces = []
@@ -550,11 +532,6 @@ class CtrRangeReader(io.RawIOBase):
                 want -= len(plain)
                 pieces.append(plain)
         return b"".join(pieces)
-
-    def readinto(self, buffer: Any) -> int:
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
 
 
 def new_message_id(random: Callable[[int], bytes] = os.urandom) -> bytes:

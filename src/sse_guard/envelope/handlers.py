@@ -14,13 +14,16 @@ handlers let them through untouched (they are nested on the same thread).
 
 from __future__ import annotations
 
+import base64
+import collections
 import contextvars
+import hashlib
 import json
 import logging
-import os
 import re
 import threading
 import time
+import zlib
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -42,6 +45,7 @@ from ._errors import TransportFault, decryption_failure, translate_decryption_er
 from .cipher import (
     BLOCK,
     GCM_MAX_PLAINTEXT,
+    READ_SIZE,
     TAG_BYTES,
     ContentKey,
     CtrRangeReader,
@@ -61,6 +65,7 @@ from .format import (
     needs_instruction_file,
 )
 from .multipart import MultipartEncryption
+from .spool import ConsumingReader, MemorySpool, spool_pread
 
 __all__ = ["HANDLERS", "EnvelopeState"]
 
@@ -87,6 +92,11 @@ _PLAINTEXT_DESCRIBING = (
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 UploadId = tuple[str, str, str]
+
+# Metadata entry by which the transfer wrapper announces a managed upload's plaintext
+# length to CreateMultipartUpload (so the tag can ride in the last part); it is removed
+# before the request is built.
+LENGTH_HINT = "sse-guard-plaintext-length"
 
 
 @dataclass
@@ -192,6 +202,20 @@ def _drop_plaintext_checksums(params: dict[str, Any]) -> None:
         params.pop(name, None)
 
 
+def pop_length_hint(params: dict[str, Any]) -> int | None:
+    """Take the transfer wrapper's plaintext length out of the metadata it rode in on."""
+    metadata = params.get("Metadata")
+    if not isinstance(metadata, Mapping) or LENGTH_HINT not in metadata:
+        return None
+    metadata = dict(metadata)
+    value = metadata.pop(LENGTH_HINT)
+    params["Metadata"] = metadata
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
 def _merge_metadata(params: dict[str, Any], envelope: Mapping[str, str]) -> None:
     metadata = dict(params.get("Metadata") or {})
     if has_envelope_metadata(metadata):
@@ -262,6 +286,7 @@ def encrypt_put_object(
     Runs before botocore computes checksums and Content-Length, so both describe the
     ciphertext; the caller's values describing the plaintext are dropped.
     """
+    pop_length_hint(params)
     settings = _settings(context)
     if settings is None:
         return
@@ -319,6 +344,7 @@ def encrypt_create_multipart(
     a client-side object (it copies the source's metadata): its parts are ciphertext
     already, so no new envelope is made.
     """
+    announced = pop_length_hint(params)
     settings = _settings(context)
     if settings is None:
         return
@@ -331,7 +357,9 @@ def encrypt_create_multipart(
     on_object, instruction = encode_header(sealed.header, instruction_file=settings.instruction_file)
     _merge_metadata(params, on_object)
     context["sse_guard_upload"] = _Upload(
-        MultipartEncryption(sealed.content, order_timeout=state.order_timeout),
+        MultipartEncryption(
+            sealed.content, order_timeout=state.order_timeout, plaintext_length=announced
+        ),
         instruction,
         params.get("ChecksumAlgorithm"),
     )
@@ -367,14 +395,47 @@ def encrypt_upload_part(
             "this multipart upload was not started with client-side encryption by this "
             "guard; its parts cannot be encrypted (abort it and start again)"
         )
+    _drop_plaintext_checksums(params)
+    algorithm, digest = _part_digest(params, _client(state, context))
     try:
-        body = upload.stream.encrypt_part(int(params["PartNumber"]), params.get("Body"))
+        body = upload.stream.encrypt_part(int(params["PartNumber"]), params.get("Body"), digest)
     except EncryptionError:
         _abort(_client(state, context), ident)
         state._forget(ident)
         raise
-    _drop_plaintext_checksums(params)
     params["Body"] = body
+    if digest is not None:
+        # Computed over the ciphertext while it was absorbed: botocore would otherwise
+        # encrypt the part once more just to checksum it.
+        params["ChecksumAlgorithm"] = algorithm
+        params[f"Checksum{algorithm}"] = base64.b64encode(digest.digest()).decode()
+
+
+class _Crc32:
+    def __init__(self) -> None:
+        self._value = 0
+
+    def update(self, data: bytes | memoryview, /) -> None:
+        self._value = zlib.crc32(data, self._value)
+
+    def digest(self) -> bytes:
+        return self._value.to_bytes(4, "big")
+
+
+_PART_DIGESTS: dict[str, Any] = {"CRC32": _Crc32, "SHA1": hashlib.sha1, "SHA256": hashlib.sha256}
+
+
+def _part_digest(params: Mapping[str, Any], client: Any) -> tuple[str, Any]:
+    """The checksum botocore would put on this part, if it is one computed here."""
+    algorithm = params.get("ChecksumAlgorithm")
+    if algorithm is None:
+        config = getattr(getattr(client, "meta", None), "config", None)
+        if getattr(config, "request_checksum_calculation", "when_supported") != "when_supported":
+            return "", None
+        algorithm = "CRC32"  # botocore's default for operations that support checksums
+    algorithm = str(algorithm).upper()
+    factory = _PART_DIGESTS.get(algorithm)
+    return algorithm, None if factory is None else factory()
 
 
 def fix_upload_part_copy(
@@ -531,6 +592,27 @@ def prepare_get_object(
     context["sse_guard_verified_range"] = (first, last, key if share else None)
 
 
+def skip_ciphertext_checksum(
+    state: EnvelopeState, params: dict[str, Any], context: dict[str, Any], **kwargs: Any
+) -> None:
+    """No response checksum where the GCM tag already covers every byte.
+
+    Every object such a rule reads is GCM, and its tag is checked before any byte is
+    released: botocore's CRC of the ciphertext would cost one more pass over the body
+    and add nothing (a corrupted body is a DecryptionError either way). Rules that may
+    read plaintext or unauthenticated legacy CBC keep the checksum.
+    """
+    settings = _settings(context)
+    if settings is None or settings.unsafe_allow_plaintext or settings.unsafe_allow_legacy:
+        return
+    checksum = context.get("checksum")
+    if isinstance(checksum, dict):
+        checksum.pop("response_algorithms", None)
+    headers = params.get("headers")
+    if isinstance(headers, dict):
+        headers.pop("x-amz-checksum-mode", None)
+
+
 def serve_verified_range(
     state: EnvelopeState, context: dict[str, Any], **kwargs: Any
 ) -> tuple[AWSResponse, dict[str, Any]] | None:
@@ -600,7 +682,7 @@ class _RangeReader:
         if self._closed:
             return b""
         n = self._end - self._pos if amt is None or amt < 0 else min(amt, self._end - self._pos)
-        data = os.pread(self._copy.spool.fileno(), n, self._pos) if n > 0 else b""
+        data = spool_pread(self._copy.spool, n, self._pos) if n > 0 else b""
         self._pos += len(data)
         with self._state._lock:
             self._copy.served += len(data)
@@ -685,6 +767,71 @@ def _transport_aware_read(body: Any) -> Any:
     return read
 
 
+# A body this large takes longer to arrive than a thread takes to start, so the key
+# unwrap (a KMS round trip) runs beside the download instead of before it.
+OVERLAP_UNWRAP_FROM = 1024 * 1024
+# What may be read ahead, still encrypted, while the unwrap is in flight.
+READ_AHEAD_LIMIT = 8 * 1024 * 1024
+
+
+class _Unwrap(threading.Thread):
+    def __init__(self, unwrap: Any) -> None:
+        super().__init__(name="sse-guard-unwrap", daemon=True)
+        # The caller's context variables, as if the unwrap ran on its thread.
+        self._context = contextvars.copy_context()
+        self._unwrap = unwrap
+        self.content: ContentKey | None = None
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self.content = self._context.run(self._unwrap)
+        except BaseException as exc:  # re-raised on the caller's thread
+            self.error = exc
+
+    def result(self) -> ContentKey:
+        self.join()
+        if self.error is not None:
+            raise self.error
+        assert self.content is not None
+        return self.content
+
+
+def _read_while_unwrapping(read: Any, length: int, unwrap: Any) -> tuple[Any, ContentKey]:
+    """Unwrap the data key on a worker thread while the ciphertext keeps arriving.
+
+    Returns the content key and a read function that replays what was read meanwhile
+    (at most READ_AHEAD_LIMIT bytes, still encrypted) before reading on.
+    """
+    worker = _Unwrap(unwrap)
+    worker.start()
+    ahead: collections.deque[bytes] = collections.deque()
+    fetched = 0
+    try:
+        while worker.is_alive() and fetched < min(length, READ_AHEAD_LIMIT):
+            chunk = read(min(READ_SIZE, length - fetched))
+            if not chunk:
+                break
+            ahead.append(chunk)
+            fetched += len(chunk)
+    finally:
+        content = worker.result()  # an unwrap failure wins over a transport one
+    return _replaying(ahead, read), content
+
+
+def _replaying(ahead: collections.deque[bytes], read: Any) -> Any:
+    def replay(size: int = -1) -> bytes:
+        if not ahead:
+            return bytes(read(size))
+        if size < 0 or size >= len(ahead[0]):
+            return ahead.popleft()  # whole chunks, as they were read: no copy
+        head = ahead[0]
+        ahead[0] = head[size:]
+        return head[:size]
+
+    return replay
+
+
 def decrypt_get_object(
     state: EnvelopeState,
     http_response: Any,
@@ -726,24 +873,29 @@ def _decrypt_response(
                 decryption_failure()  # plaintext substituted, or the key file is gone
         with translate_decryption_errors():
             header = decode_header(metadata, instruction)
-        content = open_header(settings, header)
         length = int(parsed.get("ContentLength", 0))
         for name in list(parsed):
             if name.startswith("Checksum"):
                 del parsed[name]  # they describe the ciphertext
         ctr_range = context.get("sse_guard_ctr_range")
+        streaming = settings.unsafe_unauthenticated_streaming
+        if ctr_range is not None or streaming or length < OVERLAP_UNWRAP_FROM:
+            content = open_header(settings, header)
         if ctr_range is not None:
             _decrypt_ctr_range(parsed, content, ctr_range, length)
             return
-        if content.algorithm == "gcm" and settings.unsafe_unauthenticated_streaming:
+        if streaming and content.algorithm == "gcm":
             reader = UnauthenticatedReader(_read_function(raw), content, length)
             parsed["Body"] = _body(reader, reader.plaintext_length)
             parsed["ContentLength"] = reader.plaintext_length
             raw = None  # the reader owns it now
             return
-        decrypt = decrypt_gcm_to_spool if content.algorithm == "gcm" else decrypt_cbc_to_spool
+        read = _transport_aware_read(raw)
         try:
-            spool, size = decrypt(_transport_aware_read(raw), content, length)
+            if length >= OVERLAP_UNWRAP_FROM:
+                read, content = _read_while_unwrapping(read, length, lambda: open_header(settings, header))
+            decrypt = decrypt_gcm_to_spool if content.algorithm == "gcm" else decrypt_cbc_to_spool
+            spool, size = decrypt(read, content, length)
         except TransportFault as fault:
             raise fault.original from None  # retryable by the caller, as for plain GETs
     finally:
@@ -751,7 +903,8 @@ def _decrypt_response(
             parsed["Body"].close()
     wanted = context.get("sse_guard_verified_range")
     if wanted is None:
-        parsed["Body"] = StreamingBody(spool, size)
+        body = spool if isinstance(spool, MemorySpool) else ConsumingReader(spool)
+        parsed["Body"] = StreamingBody(cast("IO[bytes]", body), size)
         parsed["ContentLength"] = size
         return
     first, last, share_key = wanted
@@ -890,6 +1043,7 @@ HANDLERS: tuple[tuple[str, Any], ...] = (
     ("after-call.s3.CompleteMultipartUpload", after_complete_multipart),
     ("before-parameter-build.s3.AbortMultipartUpload", forget_aborted),
     ("before-parameter-build.s3.GetObject", prepare_get_object),
+    ("before-call.s3.GetObject", skip_ciphertext_checksum),
     ("before-call.s3.GetObject", serve_verified_range),
     ("after-call.s3.GetObject", decrypt_get_object),
     ("after-call-error.s3.GetObject", release_failed_fetch),

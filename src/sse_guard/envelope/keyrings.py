@@ -78,7 +78,10 @@ class Keyring(Protocol):
 
     Failures: raise ``EncryptionError`` or ``ConfigurationError`` when wrapping, and
     anything at all when unwrapping (sse_guard turns it into ``DecryptionError``).
-    Implementations should be frozen dataclasses so settings stay hashable.
+    Implementations should be frozen dataclasses so settings stay hashable, and
+    thread-safe: managed transfers call them from s3transfer's threads, and a GET of
+    1 MiB or more calls ``unwrap_data_key`` on a worker thread (with the caller's
+    context variables) while the body downloads.
     """
 
     def generate_data_key(self, *, cek_algorithm: str, context: Mapping[str, str]) -> DataKey:

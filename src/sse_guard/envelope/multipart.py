@@ -7,16 +7,20 @@ into the one GCM encryptor (its ciphertext is discarded), strictly in part order
 bytes sent on the wire are then AES-CTR at the part's offset, which is the same GCM
 ciphertext and can be replayed on a retry without touching the GCM state.
 
-Where the tag goes: a part smaller than S3's 5 MiB minimum can only be the last one
-(S3 rejects smaller parts that are not last), so the tag is appended to it. Otherwise
-the tag becomes an extra 16-byte part added at completion.
+Where the tag goes: into the last part, when that part is known to be the last: it
+ends at the upload's announced plaintext length (the transfer wrapper knows the file's
+size), or it is smaller than S3's 5 MiB minimum (S3 rejects smaller parts that are not
+last). Otherwise the tag becomes an extra 16-byte part added at completion.
+
+The absorbing pass sees every ciphertext byte of a part, so it can also feed a digest
+of them: the part's wire checksum then needs no third pass over the data.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from ..errors import EncryptionError
 from .cipher import (
@@ -29,18 +33,28 @@ from .cipher import (
     ctr_at,
 )
 
-__all__ = ["S3_MIN_PART", "MultipartEncryption"]
+__all__ = ["S3_MIN_PART", "Digest", "MultipartEncryption"]
 
 S3_MIN_PART = 5 * 1024 * 1024
+
+
+class Digest(Protocol):
+    def update(self, data: bytes | memoryview, /) -> None: ...
 
 
 class MultipartEncryption:
     """The GCM state of one multipart upload, shared by the threads uploading its parts."""
 
     def __init__(
-        self, content: ContentKey, *, order_timeout: float = 60.0, min_part: int = S3_MIN_PART
+        self,
+        content: ContentKey,
+        *,
+        order_timeout: float = 60.0,
+        min_part: int = S3_MIN_PART,
+        plaintext_length: int | None = None,
     ) -> None:
         self._min_part = min_part
+        self._announced = plaintext_length
         self._content = content
         self._encryptor = content.gcm_encryptor()
         self._cond = threading.Condition()
@@ -66,8 +80,11 @@ class MultipartEncryption:
         if self._failure is not None:
             raise EncryptionError(f"client-side multipart upload cannot continue: {self._failure}")
 
-    def encrypt_part(self, part_number: int, body: Any) -> EncryptingStream:
-        """The encrypting body for ``part_number``; waits until the previous part is absorbed."""
+    def encrypt_part(self, part_number: int, body: Any, digest: Digest | None = None) -> EncryptingStream:
+        """The encrypting body for ``part_number``; waits until the previous part is absorbed.
+
+        ``digest``, if given, is fed exactly the bytes the returned body will produce.
+        """
         source = PlaintextSource(body)
         with self._cond:
             if part_number < self._next_part:
@@ -96,17 +113,22 @@ class MultipartEncryption:
                 self._cond.notify_all()
                 self._raise_if_failed()
             try:
-                self._absorb(source)
+                self._absorb(source, digest)
             except BaseException as exc:
                 self._failure = f"part {part_number} could not be read ({type(exc).__name__})"
                 self._cond.notify_all()
                 raise
-            final = source.size < self._min_part
+            end = offset + source.size
+            final = source.size < self._min_part or (
+                self._announced is not None and end >= self._announced
+            )
             trailer = b""
             if final:
                 self._encryptor.finalize()
                 self._tag = trailer = bytes(self._encryptor.tag)
                 self._tag_in_part = part_number
+                if digest is not None:
+                    digest.update(trailer)
             self._parts[part_number] = (offset, source.size)
             self._offset += source.size
             self._next_part += 1
@@ -116,10 +138,13 @@ class MultipartEncryption:
             source, lambda: ctr_at(content, offset), tag_from_cipher=False, trailer=trailer
         )
 
-    def _absorb(self, source: PlaintextSource) -> None:
+    def _absorb(self, source: PlaintextSource, digest: Digest | None) -> None:
         sink = bytearray(CHUNK_SIZE + BLOCK)
+        view = memoryview(sink)
         for chunk in source.read_chunks():
-            self._encryptor.update_into(chunk, sink)
+            n = self._encryptor.update_into(chunk, sink)
+            if digest is not None:
+                digest.update(view[:n])
 
     def finish(self, listed_parts: Sequence[int]) -> tuple[int, bytes] | None:
         """Check the parts named by CompleteMultipartUpload; the tag part to add, if any.
