@@ -771,7 +771,7 @@ def _transport_aware_read(body: Any) -> Any:
 # unwrap (a KMS round trip) runs beside the download instead of before it.
 OVERLAP_UNWRAP_FROM = 1024 * 1024
 # What may be read ahead, still encrypted, while the unwrap is in flight.
-READ_AHEAD_LIMIT = 8 * 1024 * 1024
+READ_AHEAD_LIMIT = 4 * 1024 * 1024
 
 
 class _Unwrap(threading.Thread):
