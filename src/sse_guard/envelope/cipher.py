@@ -1,9 +1,10 @@
 """Streaming content encryption and decryption: AES-256-GCM bodies in bounded memory.
 
-Knows nothing of boto3. Everything works in chunks of :data:`CHUNK_SIZE` through
+Knows nothing of boto3. Everything works in chunks of :data:`CHUNK_SIZE` (1 MiB: fewer
+trips through s3transfer's chain of readers than 64 KiB, at the same AES speed) through
 buffers allocated once per stream (``update_into``), so a body of any size costs a few
-hundred KiB of memory, plus what a temporary spool keeps in memory before it rolls over
-to disk (:data:`SPOOL_MEMORY_LIMIT`).
+MiB per stream in flight, plus what a GET spool keeps in memory before it goes to a
+file (:data:`SPOOL_MEMORY_LIMIT`, see :mod:`.spool`).
 
 GCM facts used here: the ciphertext has the plaintext's length and the 16-byte tag
 follows it; with a 96-bit IV the keystream for byte offset ``o`` is AES-CTR under the
